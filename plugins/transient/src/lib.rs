@@ -1,0 +1,1 @@
+//! Transient extractors (wired up with the transient issue).
