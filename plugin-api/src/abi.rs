@@ -249,7 +249,8 @@ pub struct Plugin {
     pub extractors: extern "C" fn() -> RVec<ExtractorInfo>,
     /// Creates extractor `name` from its parameters (a JSON object), validating them.
     #[sabi(last_prefix_field)]
-    pub create: extern "C" fn(name: RStr<'_>, params_json: RStr<'_>) -> RResult<ExtractorBox, RString>,
+    pub create:
+        extern "C" fn(name: RStr<'_>, params_json: RStr<'_>) -> RResult<ExtractorBox, RString>,
 }
 
 impl RootModule for PluginRef {

@@ -22,6 +22,9 @@ pub use abi::{
 };
 pub use sdk::{ExtractorSpec, ParamKind, ParamSpec, Params, StepExtractor};
 
+/// Re-exported because [`Params::value`] hands out JSON values.
+pub use serde_json;
+
 /// The version of this crate a plugin was compiled against (checked by the host).
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -152,9 +152,8 @@ impl Params {
         }
         let mut values = Map::new();
         for spec in specs {
-            let default: Value = serde_json::from_str(spec.default).map_err(|e| {
-                format!("parameter '{}' has an invalid default: {e}", spec.name)
-            })?;
+            let default: Value = serde_json::from_str(spec.default)
+                .map_err(|e| format!("parameter '{}' has an invalid default: {e}", spec.name))?;
             let value = given.get(spec.name).cloned().unwrap_or(default.clone());
             let value = check_kind(spec, value, default.is_null())
                 .map_err(|e| format!("parameter '{}': {e}", spec.name))?;
@@ -333,8 +332,8 @@ pub mod export {
 
     use super::{guarded, ExtractorSpec, StepExtractor};
     use crate::abi::{
-        Dim, Extractor, ExtractorBox, ExtractorInfo, Extractor_TO, FeatureValue, ParamInfo,
-        Plugin, PluginInfo, PluginRef, StepInput,
+        Dim, Extractor, ExtractorBox, ExtractorInfo, Extractor_TO, FeatureValue, ParamInfo, Plugin,
+        PluginInfo, PluginRef, StepInput,
     };
 
     static META: OnceLock<(&'static str, &'static str)> = OnceLock::new();
@@ -478,7 +477,10 @@ mod tests {
         assert!(e.contains("unknown parameter 'dirction'"), "{e}");
         assert!(e.contains("direction, n, period, prominence"), "{e}");
         let e = Params::validate(SPECS, &json!({"direction": "Forward"})).unwrap_err();
-        assert!(e.contains("parameter 'direction'") && e.contains("forward, reverse"), "{e}");
+        assert!(
+            e.contains("parameter 'direction'") && e.contains("forward, reverse"),
+            "{e}"
+        );
         let e = Params::validate(SPECS, &json!({"n": -1})).unwrap_err();
         assert!(e.contains("parameter 'n'"), "{e}");
         let e = Params::validate(SPECS, &json!({"n": "ten"})).unwrap_err();

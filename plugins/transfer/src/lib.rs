@@ -215,7 +215,12 @@ register_extractor!(ExtractorSpec {
     input: InputKind::Transfer,
     description: "[Vg, Id] of the sample where Von occurs",
     unit: "V, A",
-    params: &[SINGLE_DIRECTION, DEVICE_TYPE, RETURN_VG_ONLY, RETURN_ID_ONLY],
+    params: &[
+        SINGLE_DIRECTION,
+        DEVICE_TYPE,
+        RETURN_VG_ONLY,
+        RETURN_ID_ONLY
+    ],
     create: |p| {
         Ok(Box::new(Transfer {
             quantity: Quantity::Von(device(p)?),

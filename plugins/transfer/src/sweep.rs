@@ -180,7 +180,9 @@ mod tests {
 
     #[test]
     fn rejects_what_single_precision_cannot_hold() {
-        assert!(Sweep::new(&[0.0], &[1e39]).unwrap_err().contains("not finite"));
+        assert!(Sweep::new(&[0.0], &[1e39])
+            .unwrap_err()
+            .contains("not finite"));
         assert!(Sweep::new(&[], &[]).is_err());
         assert!(Sweep::new(&[0.0, 1.0], &[1.0]).is_err());
         assert!(Sweep::new(&[0.0, f64::NAN], &[1.0, 2.0]).is_err());

@@ -37,7 +37,10 @@ fn run(extractor: &str, params: &Value, vg: &[f64], id: &[f64]) -> Result<Featur
     let spec = ExtractorSpec::find(extractor).expect("registered");
     let ex = spec.instantiate(params)?;
     let shape = [vg.len() as u64];
-    let channels = [Channel::new("Vg", &shape, vg), Channel::new("Id", &shape, id)];
+    let channels = [
+        Channel::new("Vg", &shape, vg),
+        Channel::new("Id", &shape, id),
+    ];
     ex.extract_step(&StepInput::new(&channels, StepContext::new("golden", 0)))
 }
 
@@ -94,7 +97,8 @@ fn every_golden_transfer_result_matches() {
                         Value::Array(_) => floats(row),
                         v => vec![num(v)],
                     };
-                    let got = run(extractor, params, vg, id).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let got =
+                        run(extractor, params, vg, id).unwrap_or_else(|e| panic!("{what}: {e}"));
                     assert_close(&got.data, &want, &what);
                 }
                 checked += 1;
@@ -120,10 +124,26 @@ fn ragged_steps_are_computed_one_by_one() {
     let steps = case["input"]["steps"].as_array().unwrap();
     let per_step = case["internals"]["per_step"].as_array().unwrap();
     let features = [
-        ("gm_max_forward", "transfer.gm_max", r#"{"direction":"forward"}"#),
-        ("gm_max_reverse", "transfer.gm_max", r#"{"direction":"reverse"}"#),
-        ("Von_forward_N", "transfer.Von", r#"{"direction":"forward"}"#),
-        ("Von_reverse_N", "transfer.Von", r#"{"direction":"reverse"}"#),
+        (
+            "gm_max_forward",
+            "transfer.gm_max",
+            r#"{"direction":"forward"}"#,
+        ),
+        (
+            "gm_max_reverse",
+            "transfer.gm_max",
+            r#"{"direction":"reverse"}"#,
+        ),
+        (
+            "Von_forward_N",
+            "transfer.Von",
+            r#"{"direction":"forward"}"#,
+        ),
+        (
+            "Von_reverse_N",
+            "transfer.Von",
+            r#"{"direction":"reverse"}"#,
+        ),
         ("absI_max", "transfer.absI_max", "{}"),
     ];
     assert_ne!(
@@ -168,7 +188,11 @@ fn n_and_p_devices_differ_only_in_von() {
         let params: Value = serde_json::json!({ "device_type": device });
         run(extractor, &params, &vg, &id).unwrap().data.to_vec()
     };
-    for same in ["transfer.gm_max", "transfer.absI_max", "transfer.gm_max_coords"] {
+    for same in [
+        "transfer.gm_max",
+        "transfer.absI_max",
+        "transfer.gm_max_coords",
+    ] {
         assert_eq!(with(same, "N"), with(same, "P"), "{same}");
     }
     for differs in ["transfer.Von", "transfer.Von_coords"] {
