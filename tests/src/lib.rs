@@ -1,1 +1,105 @@
-//! End-to-end tests live in `tests/`; this crate has no library code.
+//! Helpers for the end-to-end tests in `tests/`: they drive the real `oect` binary
+//! and the plugin libraries that `cargo test --workspace` builds next to it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// `target/<profile>`, where cargo puts the `oect` binary and the plugin libraries.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps folder");
+    deps.parent().expect("profile folder").to_path_buf()
+}
+
+/// Builds the workspace's binary and plugin libraries once per test process.
+///
+/// `cargo test` builds neither a binary of another package nor cdylib-only
+/// libraries, so without this the tests could run a stale `oect` or none at all.
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--workspace", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if target_dir().file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --workspace failed");
+    });
+}
+
+/// The `oect` binary built by this workspace.
+pub fn oect_bin() -> PathBuf {
+    ensure_built();
+    let bin = target_dir().join(format!("oect{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not found: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// A shared library built by this workspace, e.g. `library("oect_transfer")`.
+pub fn library(stem: &str) -> PathBuf {
+    ensure_built();
+    let lib = target_dir().join(format!(
+        "{}{stem}.{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_EXTENSION
+    ));
+    assert!(
+        lib.is_file(),
+        "{} not found: run the tests with `cargo test --workspace`",
+        lib.display()
+    );
+    lib
+}
+
+/// A fresh, empty folder for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("oect-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+/// Runs `bin` with `args`, without inheriting a plugin path from the environment.
+pub fn run_with(bin: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("OECT_PLUGIN_PATH")
+        .output()
+        .expect("run oect")
+}
+
+/// Runs the workspace's `oect` with `args`.
+pub fn oect(args: &[&str]) -> Output {
+    run_with(&oect_bin(), args)
+}
+
+/// Stdout and stderr of a finished command, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `.parquet` files in `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}

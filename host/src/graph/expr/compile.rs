@@ -103,8 +103,12 @@ impl<'a> Scope<'a> {
             .map(|(_, b)| *b)
     }
 
-    fn is_numpy(&self, e: &Syn) -> bool {
-        matches!(&e.kind, SynKind::Name(n) if (n == "np" || n == "numpy") && self.lookup(n).is_none())
+    /// `np` or `numpy` when `e` names the module (not a lambda argument).
+    fn numpy_alias<'s>(&self, e: &'s Syn) -> Option<&'s str> {
+        match &e.kind {
+            SynKind::Name(n) if (n == "np" || n == "numpy") && self.lookup(n).is_none() => Some(n),
+            _ => None,
+        }
     }
 
     /// Binds the arguments, then compiles the body.
@@ -126,13 +130,20 @@ impl<'a> Scope<'a> {
                     ),
                 ));
             }
-            for (i, arg) in lambda.params.iter().enumerate() {
-                // Defaults are checked even when an input overrides them, as
-                // Python evaluates them when the lambda is defined.
-                let default = match &arg.default {
-                    Some(d) => Some(self.constant(d, "a default value")?),
-                    None => None,
-                };
+            // Defaults are evaluated first, with no argument in scope, and
+            // checked even where an input overrides them: Python evaluates
+            // them when the lambda is defined.
+            let defaults = lambda
+                .params
+                .iter()
+                .map(|arg| {
+                    arg.default
+                        .as_ref()
+                        .map(|d| self.constant(d, "a default value"))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for ((i, arg), default) in lambda.params.iter().enumerate().zip(defaults) {
                 let param = params.iter().find(|(p, _)| *p == arg.name).map(|(_, v)| *v);
                 let binding = match (i < n, param, default) {
                     (true, ..) => Binding::Input(i),
@@ -152,7 +163,10 @@ impl<'a> Scope<'a> {
             }
         }
         let takers = if legacy { &[][..] } else { &lambda.params[n..] };
-        if let Some((p, _)) = params.iter().find(|(p, _)| !takers.iter().any(|a| a.name == *p)) {
+        if let Some((p, _)) = params
+            .iter()
+            .find(|(p, _)| !takers.iter().any(|a| a.name == *p))
+        {
             return Err(self.error(
                 lambda.colon,
                 format!(
@@ -169,10 +183,11 @@ impl<'a> Scope<'a> {
         let (name, func) = match &e.kind {
             SynKind::Name(n) if n == "abs" => ("abs".to_owned(), Func::Map(MapFn::Abs)),
             SynKind::Name(n) => return Err(self.error(e.pos, format!("unknown function `{n}`"))),
-            SynKind::Attr(base, f) if self.is_numpy(base) => {
+            SynKind::Attr(base, f) if self.numpy_alias(base).is_some() => {
+                let name = format!("{}.{f}", self.numpy_alias(base).unwrap_or("np"));
                 let func = numpy_function(f)
-                    .ok_or_else(|| self.error(e.pos, format!("unknown numpy function `np.{f}`")))?;
-                (format!("np.{f}"), func)
+                    .ok_or_else(|| self.error(e.pos, format!("unknown numpy function `{name}`")))?;
+                (name, func)
             }
             _ => {
                 return Err(self.error(
@@ -251,7 +266,9 @@ impl<'a> Scope<'a> {
                 format!("`{n}` can only be used as `{n}.<function>(...)`")
             }
             None if n == "abs" => "`abs` must be called, as in `abs(x)`".to_owned(),
-            None if self.args.is_empty() => format!("unknown name `{n}`; the lambda has no arguments"),
+            None if self.args.is_empty() => {
+                format!("unknown name `{n}`")
+            }
             None => {
                 let names: Vec<&str> = self.args.iter().map(|(a, _)| *a).collect();
                 format!(
@@ -265,14 +282,14 @@ impl<'a> Scope<'a> {
 
     /// `base.name` not followed by a call: only numpy constants.
     fn attribute(&self, base: &Syn, name: &str, pos: usize) -> Result<Node, ExprError> {
-        if self.is_numpy(base) {
+        if let Some(np) = self.numpy_alias(base) {
             if let Some(v) = numpy_constant(name) {
                 return Ok(Node::Const(v));
             }
             let message = if numpy_function(name).is_some() {
-                format!("`np.{name}` must be called, as in `np.{name}(x)`")
+                format!("`{np}.{name}` must be called, as in `{np}.{name}(x)`")
             } else {
-                format!("unknown numpy name `np.{name}`")
+                format!("unknown numpy name `{np}.{name}`")
             };
             return Err(self.error(pos, message));
         }
@@ -297,30 +314,42 @@ impl<'a> Scope<'a> {
                 };
                 Err(self.error(callee.pos, message))
             }
-            SynKind::Attr(base, f) if self.is_numpy(base) => {
-                let name = format!("np.{f}");
-                match numpy_function(f) {
-                    Some(Func::Map(m)) => self.map_call(&name, m, args, pos),
-                    Some(Func::Reduce(op)) => {
-                        let Some((array, rest)) = args.split_first().filter(|(a, _)| a.keyword.is_none())
-                        else {
-                            return Err(self.error(pos, format!("`{name}` needs an array argument")));
-                        };
-                        let array = self.expr(&array.value)?;
-                        self.reduction(&name, op, array, rest)
-                    }
-                    None => Err(self.error(callee.pos, format!("unknown numpy function `{name}`"))),
+            SynKind::Attr(base, f) => match self.numpy_alias(base) {
+                Some(np) => self.numpy_call(&format!("{np}.{f}"), f, callee.pos, args, pos),
+                None => {
+                    let array = self.expr(base)?;
+                    let op = method(f)
+                        .ok_or_else(|| self.error(callee.pos, attribute_not_allowed(f)))?;
+                    self.reduction(&format!(".{f}()"), op, array, args)
                 }
-            }
-            SynKind::Attr(base, m) => {
-                let array = self.expr(base)?;
-                let op = method(m).ok_or_else(|| self.error(callee.pos, attribute_not_allowed(m)))?;
-                self.reduction(&format!(".{m}()"), op, array, args)
-            }
+            },
             _ => Err(self.error(
-                callee.pos,
+                callee.start(),
                 "only `np.<function>(...)`, `abs(...)` and array methods can be called".into(),
             )),
+        }
+    }
+
+    /// `np.<f>(args)`; `name_pos` is that of `f`, `pos` that of `(`.
+    fn numpy_call(
+        &self,
+        name: &str,
+        f: &str,
+        name_pos: usize,
+        args: &[Arg],
+        pos: usize,
+    ) -> Result<Node, ExprError> {
+        match numpy_function(f) {
+            Some(Func::Map(m)) => self.map_call(name, m, args, pos),
+            Some(Func::Reduce(op)) => {
+                let Some((array, rest)) = args.split_first().filter(|(a, _)| a.keyword.is_none())
+                else {
+                    return Err(self.error(pos, format!("`{name}` needs an array argument")));
+                };
+                let array = self.expr(&array.value)?;
+                self.reduction(name, op, array, rest)
+            }
+            None => Err(self.error(name_pos, format!("unknown numpy function `{name}`"))),
         }
     }
 
@@ -332,7 +361,7 @@ impl<'a> Scope<'a> {
                 value,
             }] => Ok(Node::Map(f, Box::new(self.expr(value)?))),
             _ => {
-                let at = args.get(1).map_or(pos, |a| a.value.pos);
+                let at = args.get(1).map_or(pos, |a| a.value.start());
                 Err(self.error(at, format!("`{name}` takes exactly one array argument")))
             }
         }
@@ -340,15 +369,21 @@ impl<'a> Scope<'a> {
 
     /// Options of a reduction after its array: an optional positional `axis`,
     /// then keywords `axis` and (for std) `ddof`.
-    fn reduction(&self, name: &str, op: Reduction, array: Node, options: &[Arg]) -> Result<Node, ExprError> {
+    fn reduction(
+        &self,
+        name: &str,
+        op: Reduction,
+        array: Node,
+        options: &[Arg],
+    ) -> Result<Node, ExprError> {
         let (mut axis, mut ddof) = (None, None);
         for (i, arg) in options.iter().enumerate() {
             let (key, key_pos) = match &arg.keyword {
                 Some((k, p)) => (k.as_str(), *p),
-                None if i == 0 => ("axis", arg.value.pos),
+                None if i == 0 => ("axis", arg.value.start()),
                 None => {
                     return Err(self.error(
-                        arg.value.pos,
+                        arg.value.start(),
                         format!("`{name}` takes at most one positional option (axis)"),
                     ))
                 }
@@ -357,7 +392,11 @@ impl<'a> Scope<'a> {
                 "axis" => &mut axis,
                 "ddof" if op.takes_ddof() => &mut ddof,
                 _ => {
-                    let allowed = if op.takes_ddof() { "axis, ddof" } else { "axis" };
+                    let allowed = if op.takes_ddof() {
+                        "axis, ddof"
+                    } else {
+                        "axis"
+                    };
                     return Err(self.error(
                         key_pos,
                         format!("`{name}` takes no argument `{key}` (allowed: {allowed})"),
@@ -367,7 +406,10 @@ impl<'a> Scope<'a> {
             if slot.is_some() {
                 return Err(self.error(key_pos, format!("`{key}` given twice")));
             }
-            *slot = Some((self.constant(&arg.value, &format!("`{key}`"))?, arg.value.pos));
+            *slot = Some((
+                self.constant(&arg.value, &format!("`{key}`"))?,
+                arg.value.start(),
+            ));
         }
         let axis = match axis {
             Some((v, at)) => Some(self.integer(v, at, "`axis`")?),
@@ -401,7 +443,7 @@ impl<'a> Scope<'a> {
                     };
                     let step_value = bound(step)?.unwrap_or(1);
                     if let (Some(e), 0) = (step, step_value) {
-                        return Err(self.error(e.pos, "slice step cannot be zero".into()));
+                        return Err(self.error(e.start(), "slice step cannot be zero".into()));
                     }
                     Ok(IndexItem::Slice {
                         start: bound(start)?,
@@ -443,7 +485,7 @@ impl<'a> Scope<'a> {
     fn constant(&self, e: &Syn, what: &str) -> Result<f64, ExprError> {
         self.expr(e)?.constant().ok_or_else(|| {
             self.error(
-                e.pos,
+                e.start(),
                 format!("{what} must be a constant (numbers, params and defaults only)"),
             )
         })
@@ -451,7 +493,7 @@ impl<'a> Scope<'a> {
 
     fn integer_expr(&self, e: &Syn, what: &str) -> Result<isize, ExprError> {
         let v = self.constant(e, what)?;
-        self.integer(v, e.pos, what)
+        self.integer(v, e.start(), what)
     }
 
     fn integer(&self, v: f64, pos: usize, what: &str) -> Result<isize, ExprError> {
@@ -467,11 +509,17 @@ fn attribute_not_allowed(name: &str) -> String {
     format!("attribute `.{name}` is not allowed; only `np.<function>` and the methods {METHODS}")
 }
 
-/// Whether `body` subscripts `name` with a string, which marks the legacy
+/// Whether `body` subscripts `name` by a string, which marks the legacy
 /// single-dict calling convention.
 fn uses_as_dict(body: &Syn, name: &str) -> bool {
     if let SynKind::Subscript(base, items) = &body.kind {
-        let by_string = matches!(items.as_slice(), [SubItem::Index(Syn { kind: SynKind::Str(_), .. })]);
+        let by_string = matches!(
+            items.first(),
+            Some(SubItem::Index(Syn {
+                kind: SynKind::Str(_),
+                ..
+            }))
+        );
         if by_string && matches!(&base.kind, SynKind::Name(n) if n == name) {
             return true;
         }

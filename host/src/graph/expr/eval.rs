@@ -138,8 +138,8 @@ impl Reduction {
 
 /// Sum of `f(x)` in numpy's pairwise order: eight running sums for blocks of
 /// up to 128 elements, halving (at a multiple of 8) above that. Besides
-/// keeping the rounding error at O(log n), this reproduces numpy's result for
-/// reductions along an array's innermost axis.
+/// keeping the rounding error at O(log n), this reproduces numpy's sums along
+/// an array's innermost axis (for lanes within numpy's 8192-element buffer).
 fn pairwise_sum(lane: ArrayView1<'_, f64>, f: &impl Fn(f64) -> f64) -> f64 {
     let n = lane.len();
     if n < 8 {
@@ -207,7 +207,7 @@ enum Val<'a> {
     Owned(ArrayD<f64>),
 }
 
-impl<'a> Val<'a> {
+impl Val<'_> {
     fn view(&self) -> ArrayViewD<'_, f64> {
         match self {
             Val::View(v) => v.view(),
@@ -276,7 +276,7 @@ fn shape_text(shape: &[usize]) -> String {
     match shape {
         [one] => format!("({one},)"),
         _ => {
-            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
             format!("({})", dims.join(", "))
         }
     }
@@ -284,7 +284,11 @@ fn shape_text(shape: &[usize]) -> String {
 
 /// Elementwise `op` with numpy broadcasting: shapes align from the right and
 /// each pair of lengths must match or contain a 1.
-fn binary(op: BinOp, a: ArrayViewD<'_, f64>, b: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>, String> {
+fn binary(
+    op: BinOp,
+    a: ArrayViewD<'_, f64>,
+    b: ArrayViewD<'_, f64>,
+) -> Result<ArrayD<f64>, String> {
     let mismatch = || {
         format!(
             "operands could not be broadcast together with shapes {} {}",
@@ -299,12 +303,14 @@ fn binary(op: BinOp, a: ArrayViewD<'_, f64>, b: ArrayViewD<'_, f64>) -> Result<A
             .map_or(1, |k| shape[k])
     };
     let shape = (0..ndim)
-        .map(|axis| match (dim_of(a.shape(), axis), dim_of(b.shape(), axis)) {
-            (x, y) if x == y => Some(x),
-            (1, y) => Some(y),
-            (x, 1) => Some(x),
-            _ => None,
-        })
+        .map(
+            |axis| match (dim_of(a.shape(), axis), dim_of(b.shape(), axis)) {
+                (x, y) if x == y => Some(x),
+                (1, y) => Some(y),
+                (x, 1) => Some(x),
+                _ => None,
+            },
+        )
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(mismatch)?;
     let (Some(a), Some(b)) = (a.broadcast(IxDyn(&shape)), b.broadcast(IxDyn(&shape))) else {
@@ -391,7 +397,12 @@ fn index<'a>(val: Val<'a>, items: &[IndexItem]) -> Result<Val<'a>, String> {
 /// Python's slice semantics (out-of-range bounds clamp, negative values count
 /// from the end, negative steps walk backwards) expressed as an ndarray slice,
 /// whose negative steps instead reverse the range `start..end`.
-fn python_slice(len: isize, start: Option<isize>, stop: Option<isize>, step: isize) -> SliceInfoElem {
+fn python_slice(
+    len: isize,
+    start: Option<isize>,
+    stop: Option<isize>,
+    step: isize,
+) -> SliceInfoElem {
     let backwards = step < 0;
     let clamp = |bound: isize| {
         if bound < 0 {
@@ -415,7 +426,11 @@ fn python_slice(len: isize, start: Option<isize>, stop: Option<isize>, step: isi
     };
     let first = start.map_or(if backwards { len - 1 } else { 0 }, clamp);
     let stop = stop.map_or(if backwards { -1 } else { len }, clamp);
-    let span = if backwards { first - stop } else { stop - first };
+    let span = if backwards {
+        first - stop
+    } else {
+        stop - first
+    };
     let count = if span > 0 {
         (span - 1) / step.abs() + 1
     } else {

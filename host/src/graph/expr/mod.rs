@@ -11,6 +11,13 @@
 //! the legacy `lambda inputs: inputs['name'] ...`, a numpy function name such
 //! as `np.mean` (applied to the single input, params as keyword arguments),
 //! and `abs`.
+//!
+//! Expressions: numbers, `+ - * / **`, unary signs, comparisons (1.0 / 0.0),
+//! numpy broadcasting; `np.`/`numpy.` `mean std sum min max nanmean nanstd
+//! nansum nanmin nanmax` (with `axis=`, and `ddof=` for the stds), `abs log
+//! log10 exp sqrt`, `np.pi np.e np.nan np.inf`; `abs(x)`; methods `x.mean()
+//! x.std() x.sum() x.min() x.max()`; basic indexing such as `x[:, -10:, 0]`.
+//! Indices, axes and `ddof` must be constants (numbers, params, defaults).
 
 mod compile;
 mod eval;
@@ -58,7 +65,9 @@ impl fmt::Display for ExprError {
             pos -= 1;
         }
         let line_start = self.src[..pos].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.src[pos..].find('\n').map_or(self.src.len(), |i| pos + i);
+        let line_end = self.src[pos..]
+            .find('\n')
+            .map_or(self.src.len(), |i| pos + i);
         // Keep tabs so the caret lines up however the terminal renders them.
         let pad: String = self.src[line_start..pos]
             .chars()
@@ -78,6 +87,10 @@ impl std::error::Error for ExprError {}
 impl Expr {
     /// Compiles `src` for a feature whose inputs are `inputs` (names, in
     /// config order) and whose numeric params are `params`.
+    ///
+    /// # Errors
+    /// Anything outside the language, and arguments or params that do not
+    /// match up, with the position in `src` to blame.
     pub fn compile(src: &str, inputs: &[&str], params: &[(&str, f64)]) -> Result<Expr, ExprError> {
         let form = parser::parse(src)?;
         let root = compile::compile(src, &form, inputs, params)?;
@@ -90,6 +103,10 @@ impl Expr {
     /// Evaluates over whole per-experiment columns (step axis first), one per
     /// input in compile order. The result may have any shape (a scalar is a
     /// 0-d array); the caller checks it.
+    ///
+    /// # Errors
+    /// What numpy would raise: shapes that do not broadcast, an index or axis
+    /// out of range, a min/max over nothing; also a wrong number of inputs.
     pub fn eval(&self, inputs: &[ArrayViewD<'_, f64>]) -> Result<ArrayD<f64>, String> {
         if inputs.len() != self.n_inputs {
             return Err(format!(

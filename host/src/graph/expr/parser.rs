@@ -14,10 +14,10 @@ const MAX_DEPTH: usize = 100;
 /// Python keywords: never names, so that `import`, `if`, `and` are reported
 /// as unsupported syntax rather than unknown variables.
 const KEYWORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
-    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if",
-    "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try",
-    "while", "with", "yield",
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
 ];
 
 /// Binary operators; comparisons yield 1.0 / 0.0.
@@ -101,6 +101,13 @@ pub(super) enum SubItem {
 }
 
 impl Syn {
+    /// Where the whole expression begins (`pos` may be an operator inside it).
+    pub(super) fn start(&self) -> usize {
+        self.children()
+            .first()
+            .map_or(self.pos, |first| first.start().min(self.pos))
+    }
+
     /// Direct sub-expressions, in source order.
     pub(super) fn children(&self) -> Vec<&Syn> {
         match &self.kind {
@@ -158,9 +165,7 @@ impl Parser<'_> {
     }
 
     fn peek_at(&self, ahead: usize) -> &Tok {
-        self.toks
-            .get(self.at + ahead)
-            .map_or(&Tok::Eof, |t| &t.tok)
+        self.toks.get(self.at + ahead).map_or(&Tok::Eof, |t| &t.tok)
     }
 
     fn pos(&self) -> usize {

@@ -1,0 +1,369 @@
+//! The `oect` command line: parses arguments and wires the stages together.
+
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config;
+use crate::exec::{self, Mode, RunOptions};
+use crate::graph::FeatureGraph;
+use crate::plugins::Registry;
+use crate::sink::Sink;
+use crate::source::{synth, Experiment};
+
+/// Exit status when every experiment succeeded.
+const OK: u8 = 0;
+/// Some experiment failed or has failed steps.
+const PARTIAL: u8 = 1;
+/// Bad arguments, config or inputs: nothing was computed.
+const USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "oect",
+    version,
+    about = "Extract per-step features from OECT experiment files with plugin extractors"
+)]
+struct Cli {
+    /// Extra folder to load plugins from (repeatable; searched before OECT_PLUGIN_PATH
+    /// and the executable's folder).
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute a feature config over experiment files; one Parquet file per experiment.
+    Run(RunArgs),
+    /// Generate a small dataset, run a shipped config on it and show the results.
+    Demo {
+        /// Folder for the generated data and the outputs.
+        #[arg(long, default_value = "oect-demo")]
+        out: PathBuf,
+    },
+    /// Write synthetic experiment files in the lab's HDF5 layout, with ground truth.
+    Generate(GenerateArgs),
+    /// Show an experiment file's attributes and step counts.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Loaded plugins and their extractors.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Shipped feature configs.
+    Configs {
+        #[command(subcommand)]
+        command: ConfigsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// List plugins, their extractors and parameters.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigsCommand {
+    /// List the shipped configs.
+    List,
+    /// Print a shipped config.
+    Show { name: String },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Experiment files (.h5) or folders searched recursively.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Shipped config name or path to a .yaml/.yml/.json config.
+    #[arg(short, long)]
+    config: String,
+    /// Output folder.
+    #[arg(short, long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Mode::Step)]
+    mode: Mode,
+    /// Worker threads [default: cores - 1, at least 1].
+    #[arg(short = 'j', long)]
+    workers: Option<usize>,
+    /// Experiments open at once in step mode (bounds memory).
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// Recompute even when an up-to-date output exists.
+    #[arg(long)]
+    force: bool,
+    /// Only experiments of this chip.
+    #[arg(long)]
+    chip_id: Option<String>,
+    /// Only experiments of this device number.
+    #[arg(long)]
+    device_id: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Output folder.
+    #[arg(short, long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    experiments: usize,
+    /// Measurement steps per experiment (one transfer and one transient each).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Points per transfer sweep (forward + reverse) [default: from the Vg range, 242].
+    #[arg(long)]
+    points: Option<usize>,
+    /// Pulse cycles per transient step.
+    #[arg(long, default_value_t = 100)]
+    cycles: usize,
+    /// Pulse period, s.
+    #[arg(long, default_value_t = 0.25)]
+    period: f64,
+    /// Transient sample rate, Hz (whole milliseconds per sample).
+    #[arg(long, default_value_t = 1000.0)]
+    sample_rate: f64,
+    #[arg(long, default_value_t = 8.0)]
+    tau_on_ms: f64,
+    #[arg(long, default_value_t = 3.0)]
+    tau_off_ms: f64,
+    /// Log-normal per-cycle jitter of tau (0 = constant within a step).
+    #[arg(long, default_value_t = 0.0)]
+    tau_jitter: f64,
+    /// Device polarity: N (positive current) or P.
+    #[arg(long, default_value = "N", value_parser = ["N", "P"])]
+    device_type: String,
+    /// Vary step lengths (shortened sweeps, ±10 % cycles).
+    #[arg(long)]
+    ragged: bool,
+    /// Append one more transfer step after the loop (like real files).
+    #[arg(long)]
+    final_transfer: bool,
+    #[arg(long, conflicts_with = "transient_only")]
+    transfer_only: bool,
+    #[arg(long)]
+    transient_only: bool,
+    /// On-current scale, A.
+    #[arg(long, default_value_t = 6e-4)]
+    ion: f64,
+    /// Absolute noise, A rms.
+    #[arg(long, default_value_t = 1e-7)]
+    noise_abs: f64,
+    /// Relative noise (fraction of |Id|).
+    #[arg(long, default_value_t = 0.002)]
+    noise_rel: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Chip id prefix; experiment k gets `<prefix><k>`.
+    #[arg(long, default_value = "#SYN")]
+    chip_prefix: String,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Run(args) => run(&cli.plugin_dirs, args),
+        Command::Demo { out } => demo(&cli.plugin_dirs, &out),
+        Command::Generate(args) => {
+            let files = synth::generate(&generate_spec(&args), &args.out)?;
+            for f in &files {
+                println!("{}", f.path.display());
+            }
+            Ok(OK)
+        }
+        Command::Inspect { file, json } => report::inspect(&Experiment::open(&file)?, json),
+        Command::Plugins {
+            command: PluginsCommand::List { json },
+        } => report::plugins(&Registry::discover(&cli.plugin_dirs), json),
+        Command::Configs {
+            command: ConfigsCommand::List,
+        } => {
+            for (name, summary) in config::builtin() {
+                println!("{name:<24} {summary}");
+            }
+            Ok(OK)
+        }
+        Command::Configs {
+            command: ConfigsCommand::Show { name },
+        } => match config::builtin_text(&name) {
+            Some(text) => {
+                print!("{text}");
+                Ok(OK)
+            }
+            None => bail!("no shipped config '{name}' (see `oect configs list`)"),
+        },
+    }
+}
+
+fn generate_spec(a: &GenerateArgs) -> synth::SynthSpec {
+    synth::SynthSpec {
+        n_experiments: a.experiments,
+        n_steps: a.steps,
+        transfer_points: a.points,
+        n_cycles: a.cycles,
+        period: a.period,
+        sample_rate: a.sample_rate,
+        tau_on_ms: a.tau_on_ms,
+        tau_off_ms: a.tau_off_ms,
+        tau_jitter: a.tau_jitter,
+        device_type: if a.device_type == "P" {
+            synth::DeviceType::P
+        } else {
+            synth::DeviceType::N
+        },
+        ragged: a.ragged,
+        final_transfer: a.final_transfer,
+        transfer: !a.transient_only,
+        transient: !a.transfer_only,
+        ion: a.ion,
+        noise_abs: a.noise_abs,
+        noise_rel: a.noise_rel,
+        seed: a.seed,
+        chip_prefix: a.chip_prefix.clone(),
+        ..synth::SynthSpec::default()
+    }
+}
+
+/// `.h5` files under the inputs, sorted, each once.
+fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("{}: cannot read folder", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "h5") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let before = files.len();
+            walk(input, &mut files)?;
+            if files.len() == before {
+                bail!("{}: no .h5 files in this folder", input.display());
+            }
+        } else if input.is_file() {
+            files.push(input.clone());
+        } else {
+            bail!("{}: no such file or folder", input.display());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
+    let registry = Registry::discover(plugin_dirs);
+    for w in &registry.warnings {
+        eprintln!("warning: {w}");
+    }
+    let config = config::load(&args.config)?;
+    let graph = FeatureGraph::build(&config, &registry)?;
+    let inputs = collect_inputs(&args.inputs)?;
+    let workers = args.workers.unwrap_or_else(default_workers);
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let sink = Sink {
+        out_dir: args.out.clone(),
+        config_name: config.name.clone(),
+        hash8: graph.content_hash[..8].to_string(),
+    };
+    let plugins = registry.plugins().cloned().collect();
+    let opts = RunOptions {
+        mode: args.mode,
+        workers,
+        in_flight: args.in_flight,
+        force: args.force,
+        chip_id: args.chip_id,
+        device_id: args.device_id,
+        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let summary = exec::run(graph, config, plugins, sink, &inputs, opts);
+    report::summary(&summary, &args.out, args.json)?;
+    Ok(if summary.all_ok() { OK } else { PARTIAL })
+}
+
+fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
+    let data = out.join("data");
+    let features = out.join("features");
+    let spec = synth::SynthSpec {
+        n_experiments: 3,
+        n_steps: 200,
+        transfer_points: Some(182),
+        transient: false,
+        seed: 7,
+        ..synth::SynthSpec::default()
+    };
+    println!(
+        "generating 3 experiments × 200 transfer steps in {}",
+        data.display()
+    );
+    let files = synth::generate(&spec, &data)?;
+    let registry = Registry::discover(plugin_dirs);
+    for w in &registry.warnings {
+        eprintln!("warning: {w}");
+    }
+    let config = config::load("v2_transfer_basic")?;
+    let graph = FeatureGraph::build(&config, &registry)?;
+    let sink = Sink {
+        out_dir: features.clone(),
+        config_name: config.name.clone(),
+        hash8: graph.content_hash[..8].to_string(),
+    };
+    let plugins = registry.plugins().cloned().collect();
+    let inputs: Vec<PathBuf> = files.into_iter().map(|g| g.path).collect();
+    let opts = RunOptions {
+        mode: Mode::Step,
+        workers: default_workers(),
+        in_flight: 4,
+        force: true,
+        chip_id: None,
+        device_id: None,
+        progress: false,
+    };
+    let summary = exec::run(graph, config, plugins, sink, &inputs, opts);
+    report::summary(&summary, &features, false)?;
+    report::demo_table(&summary)?;
+    Ok(if summary.all_ok() { OK } else { PARTIAL })
+}

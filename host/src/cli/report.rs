@@ -1,0 +1,249 @@
+//! What the commands print.
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::Result;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::exec::{Outcome, Summary};
+use crate::plugins::Registry;
+use crate::source::{AttrValue, Experiment};
+
+use super::OK;
+
+pub fn inspect(exp: &Experiment, json: bool) -> Result<u8> {
+    let transfer_lengths = match &exp.transfer {
+        Some(t) if t.n_steps > 0 => {
+            let block = exp.read_transfer(0..t.n_steps)?;
+            let lens: Vec<usize> = (0..block.n_steps())
+                .map(|k| block.step(k).0.len())
+                .collect();
+            Some((lens.iter().min().copied(), lens.iter().max().copied()))
+        }
+        _ => None,
+    };
+    let transient_lengths = exp.transient.as_ref().map(|t| {
+        let lens = t.steps.iter().map(|r| r.len());
+        (lens.clone().min(), lens.max())
+    });
+    let sampling = exp
+        .transient
+        .as_ref()
+        .filter(|t| !t.steps.is_empty())
+        .and_then(|_| exp.transient_sampling(0));
+    if json {
+        let attrs: serde_json::Map<String, serde_json::Value> = exp
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), attr_json(v)))
+            .collect();
+        let doc = serde_json::json!({
+            "path": exp.path,
+            "chip_id": exp.chip_id,
+            "device_id": exp.device_id,
+            "attributes": attrs,
+            "transfer": exp.transfer.as_ref().map(|t| serde_json::json!({
+                "steps": t.n_steps, "max_points": t.max_points,
+                "min_points": transfer_lengths.and_then(|l| l.0),
+            })),
+            "transient": exp.transient.as_ref().map(|t| serde_json::json!({
+                "steps": t.steps.len(), "total_points": t.total_points,
+                "min_points": transient_lengths.and_then(|l| l.0),
+                "max_points": transient_lengths.and_then(|l| l.1),
+                "period_s": sampling.map(|s| s.period),
+                "sample_rate_hz": sampling.map(|s| s.sample_rate),
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(OK);
+    }
+    println!("{}", exp.path.display());
+    println!("  chip {}  device {}", exp.chip_id, exp.device_id);
+    match (&exp.transfer, transfer_lengths) {
+        (Some(t), Some((min, max))) => println!(
+            "  transfer:  {} steps, {}–{} points per sweep",
+            t.n_steps,
+            min.unwrap_or(0),
+            max.unwrap_or(0)
+        ),
+        _ => println!("  transfer:  none"),
+    }
+    match (&exp.transient, transient_lengths) {
+        (Some(t), Some((min, max))) => {
+            println!(
+                "  transient: {} steps, {}–{} points per step, {} points in all",
+                t.steps.len(),
+                min.unwrap_or(0),
+                max.unwrap_or(0),
+                t.total_points
+            );
+            if let Some(s) = sampling {
+                println!("             period {} s, {} Hz", s.period, s.sample_rate);
+            }
+        }
+        _ => println!("  transient: none"),
+    }
+    println!("  attributes:");
+    for (k, v) in &exp.attrs {
+        println!("    {k:<24} {}", attr_json(v));
+    }
+    Ok(OK)
+}
+
+fn attr_json(v: &AttrValue) -> serde_json::Value {
+    match v {
+        AttrValue::String(s) => s.clone().into(),
+        AttrValue::Int(i) => (*i).into(),
+        AttrValue::Float(f) => (*f).into(),
+        AttrValue::Bool(b) => (*b).into(),
+    }
+}
+
+pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
+    if json {
+        let doc = serde_json::json!({
+            "plugins": registry.plugins().collect::<Vec<_>>(),
+            "extractors": registry.extractors().collect::<Vec<_>>(),
+            "warnings": registry.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(OK);
+    }
+    for w in &registry.warnings {
+        eprintln!("warning: {w}");
+    }
+    if registry.plugins().next().is_none() {
+        println!("no plugins found (searched --plugin-dir, OECT_PLUGIN_PATH and the executable's folder)");
+    }
+    for p in registry.plugins() {
+        println!(
+            "{} {} (plugin API {}) — {}",
+            p.name,
+            p.version,
+            p.api_version,
+            p.path.display()
+        );
+        for name in &p.extractors {
+            let Some(e) = registry.extractor(name) else {
+                continue;
+            };
+            println!("  {:<24} {:<9} {}", e.name, e.input.as_str(), e.description);
+            for param in &e.params {
+                println!(
+                    "      {:<20} {} (default {})",
+                    param.name, param.kind, param.default
+                );
+            }
+        }
+    }
+    Ok(OK)
+}
+
+pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    let written = s.count(|o| matches!(o, Outcome::Written { .. }));
+    let skipped = s.count(|o| matches!(o, Outcome::Skipped { .. }));
+    let failed = s.count(|o| matches!(o, Outcome::Failed { .. }));
+    let step_errors: usize = s
+        .experiments
+        .iter()
+        .map(|o| match o {
+            Outcome::Written { step_errors, .. } => *step_errors,
+            _ => 0,
+        })
+        .sum();
+    println!(
+        "{} experiments: {written} written, {skipped} up to date, {failed} failed; {step_errors} failed steps; {} tasks in {:.2} s ({} mode, {} worker{})",
+        s.experiments.len(),
+        s.tasks,
+        s.seconds,
+        match s.mode {
+            crate::exec::Mode::Step => "step",
+            crate::exec::Mode::Experiment => "experiment",
+        },
+        s.workers,
+        if s.workers == 1 { "" } else { "s" }
+    );
+    for o in &s.experiments {
+        match o {
+            Outcome::Failed { input, reason } => {
+                println!("  FAILED {}: {reason}", input.display())
+            }
+            Outcome::Written { input, errors, .. } if !errors.is_empty() => {
+                for e in errors.iter().take(3) {
+                    let at = e
+                        .step
+                        .map_or("all steps".to_string(), |s| format!("step {s}"));
+                    println!(
+                        "  {}: feature '{}', {at}: {}",
+                        input.display(),
+                        e.feature,
+                        e.message
+                    );
+                }
+                if errors.len() > 3 {
+                    println!(
+                        "  {}: … and {} more failed steps",
+                        input.display(),
+                        errors.len() - 3
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    println!("outputs in {}", out.display());
+    Ok(())
+}
+
+/// First and last value of a few columns of each written file.
+pub fn demo_table(s: &Summary) -> Result<()> {
+    let columns = ["gm_max_forward", "Von_forward", "absI_max"];
+    println!();
+    println!(
+        "{:<16} {:>6}  {:>22}  {:>22}  {:>22}",
+        "experiment", "steps", "gm_max_forward (S)", "Von_forward (V)", "absI_max (A)"
+    );
+    println!(
+        "{:<16} {:>6}  {:>22}  {:>22}  {:>22}",
+        "", "", "first → last", "first → last", "first → last"
+    );
+    for o in &s.experiments {
+        let Outcome::Written { output, rows, .. } = o else {
+            continue;
+        };
+        let batch = ParquetRecordBatchReaderBuilder::try_new(File::open(output)?)?
+            .with_batch_size(1 << 20)
+            .build()?
+            .next()
+            .transpose()?;
+        let Some(batch) = batch else { continue };
+        let name = output
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split("-v2_").next())
+            .unwrap_or("?");
+        let mut cells = Vec::new();
+        for c in columns {
+            let cell = batch
+                .column_by_name(c)
+                .map(|a| {
+                    let a = a.as_primitive::<Float64Type>();
+                    format!("{:.4e} → {:.4e}", a.value(0), a.value(a.len() - 1))
+                })
+                .unwrap_or_default();
+            cells.push(cell);
+        }
+        println!(
+            "{name:<16} {rows:>6}  {:>22}  {:>22}  {:>22}",
+            cells[0], cells[1], cells[2]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Feature configs: the predecessor's YAML schema, parsed and validated before any work.
+//!
+//! Accepted shapes of `features`: the predecessor's list of
+//! `{name, extractor | func, input, params}` items, or a mapping
+//! `name → {extractor | func, input, params}`. The root and the sub-objects follow the
+//! predecessor's strictness (unknown root keys are allowed; `data_source`,
+//! `versioning`, `advanced.caching`, `advanced.parallel` and `postprocessing` items
+//! reject unknown keys). Feature items are stricter than the predecessor's: an unknown
+//! key there (a typo such as `parmas:`) is an error, because silently ignoring it would
+//! compute the wrong feature.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+
+/// What a feature computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureKind {
+    /// A plugin extractor, by registry name.
+    Extractor(String),
+    /// A derived feature: a `lambda` string over other features.
+    Func(String),
+}
+
+/// One feature of a config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    pub name: String,
+    pub kind: FeatureKind,
+    /// Data sources (`transfer`, `transient`) or other features' names, in order.
+    pub inputs: Vec<String>,
+    /// A JSON object.
+    pub params: Json,
+}
+
+/// A loaded, schema-valid feature config.
+#[derive(Debug, Clone)]
+pub struct FeatureConfig {
+    /// Name used in output file names: the built-in's name, or the file stem.
+    pub name: String,
+    /// Where it came from (`builtin:<name>` or the path).
+    pub origin: String,
+    /// The exact text, hashed into output names so an edited config is recomputed.
+    pub text: String,
+    pub features: Vec<FeatureSpec>,
+}
+
+/// A config problem, naming the config and, where known, the feature and key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+const BUILTIN: &[(&str, &str, &str)] = &[
+    (
+        "v2_transfer_basic",
+        "transfer: gm_max, Von (forward/reverse) and absI_max — 5 features",
+        include_str!("../../configs/v2_transfer_basic.yaml"),
+    ),
+    (
+        "v2_transfer_basic_derived",
+        "v2_transfer_basic + z-scored gm_max_forward and the gm forward/reverse ratio — 7 features",
+        include_str!("../../configs/v2_transfer_basic_derived.yaml"),
+    ),
+    (
+        "v2_quick_analysis",
+        "transfer: gm_max_forward, Von_forward, absI_max — 3 features",
+        include_str!("../../configs/v2_quick_analysis.yaml"),
+    ),
+    (
+        "v2_ml_ready",
+        "transfer: basic features, gm_max/Von coordinates and derived ratios — 12 features",
+        include_str!("../../configs/v2_ml_ready.yaml"),
+    ),
+    (
+        "v2_mixed",
+        "transfer + transient: gm_max, Von, absI_max, peak current, decay time, derived — 7 features",
+        include_str!("../../configs/v2_mixed.yaml"),
+    ),
+    (
+        "v2_transient_cycles",
+        "transient: 100 cycle peaks per step and their mean, std and decay rate — 4 features",
+        include_str!("../../configs/v2_transient_cycles.yaml"),
+    ),
+    (
+        "transient_tau",
+        "transient: per-cycle tau_on/tau_off (AutoTau) and per-step statistics — 7 features",
+        include_str!("../../configs/transient_tau.yaml"),
+    ),
+];
+
+/// Shipped configs: (name, summary).
+pub fn builtin() -> impl Iterator<Item = (&'static str, &'static str)> {
+    BUILTIN.iter().map(|(n, s, _)| (*n, *s))
+}
+
+/// The text of a shipped config.
+pub fn builtin_text(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _, _)| *n == name).map(|b| b.2)
+}
+
+/// Loads a config by built-in name or by path (`.yaml`, `.yml` or `.json`).
+pub fn load(name_or_path: &str) -> Result<FeatureConfig, ConfigError> {
+    if let Some(text) = builtin_text(name_or_path) {
+        return parse(name_or_path, &format!("builtin:{name_or_path}"), text);
+    }
+    let path = PathBuf::from(name_or_path);
+    if !path.exists() {
+        let names: Vec<&str> = builtin().map(|b| b.0).collect();
+        return Err(ConfigError(format!(
+            "config '{name_or_path}' is neither a file nor a built-in config (built-in: {})",
+            names.join(", ")
+        )));
+    }
+    load_path(&path)
+}
+
+fn load_path(path: &Path) -> Result<FeatureConfig, ConfigError> {
+    let shown = path.display();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "yaml" | "yml" | "json") {
+        return Err(ConfigError(format!(
+            "{shown}: unsupported config format '.{ext}' (use .yaml, .yml or .json)"
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("config")
+        .to_string();
+    parse(&name, &shown.to_string(), &text)
+}
+
+/// Parses and validates config text (YAML; JSON is valid YAML).
+pub fn parse(name: &str, origin: &str, text: &str) -> Result<FeatureConfig, ConfigError> {
+    let err = |m: String| ConfigError(format!("{origin}: {m}"));
+    let root: Yaml = serde_norway::from_str(text).map_err(|e| err(format!("invalid YAML: {e}")))?;
+    let Yaml::Mapping(root) = root else {
+        return Err(err(
+            "the config must be a mapping with a `features` key".into()
+        ));
+    };
+    let get = |k: &str| root.get(Yaml::String(k.to_string()));
+
+    check_literal(
+        get("data_type"),
+        "data_type",
+        &["transfer", "transient", "both"],
+    )
+    .map_err(err)?;
+    if let Some(ds) = get("data_source") {
+        check_keys(ds, "data_source", &["experiment_type", "load_mode"]).map_err(err)?;
+        check_literal(
+            ds.get("experiment_type"),
+            "data_source.experiment_type",
+            &["transfer", "transient", "both"],
+        )
+        .map_err(err)?;
+        check_literal(
+            ds.get("load_mode"),
+            "data_source.load_mode",
+            &["batch", "step_by_step"],
+        )
+        .map_err(err)?;
+    }
+    if let Some(v) = get("versioning") {
+        check_keys(
+            v,
+            "versioning",
+            &[
+                "auto_create",
+                "expand_multidim",
+                "selected_features",
+                "version_name",
+            ],
+        )
+        .map_err(err)?;
+    }
+    if let Some(Yaml::Mapping(adv)) = get("advanced") {
+        if let Some(c) = adv.get(Yaml::String("caching".into())) {
+            check_keys(
+                c,
+                "advanced.caching",
+                &["enabled", "backend", "memory_size_mb", "disk_cache_dir"],
+            )
+            .map_err(err)?;
+        }
+        if let Some(p) = adv.get(Yaml::String("parallel".into())) {
+            check_keys(p, "advanced.parallel", &["enabled", "n_workers", "backend"])
+                .map_err(err)?;
+        }
+    }
+    if let Some(pp) = get("postprocessing") {
+        let Yaml::Sequence(items) = pp else {
+            return Err(err("postprocessing must be a list".into()));
+        };
+        for (i, item) in items.iter().enumerate() {
+            check_keys(
+                item,
+                &format!("postprocessing[{i}]"),
+                &["type", "target", "params"],
+            )
+            .map_err(err)?;
+        }
+    }
+
+    let features = match get("features") {
+        None => return Err(err("missing required key `features`".into())),
+        Some(Yaml::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| feature(item, None, i))
+            .collect::<Result<Vec<_>, String>>(),
+        Some(Yaml::Mapping(map)) => map
+            .iter()
+            .enumerate()
+            .map(|(i, (k, item))| match k {
+                Yaml::String(name) => feature(item, Some(name), i),
+                other => Err(format!("features: key {other:?} must be a string")),
+            })
+            .collect(),
+        Some(_) => Err("`features` must be a list or a mapping".into()),
+    }
+    .map_err(err)?;
+    if features.is_empty() {
+        return Err(err("`features` must not be empty".into()));
+    }
+    for (i, f) in features.iter().enumerate() {
+        if features[..i].iter().any(|g| g.name == f.name) {
+            return Err(err(format!("feature '{}' is defined twice", f.name)));
+        }
+    }
+    Ok(FeatureConfig {
+        name: name.to_string(),
+        origin: origin.to_string(),
+        text: text.to_string(),
+        features,
+    })
+}
+
+const FEATURE_KEYS: &[&str] = &[
+    "name",
+    "extractor",
+    "func",
+    "input",
+    "params",
+    "output_shape",
+    "unit",
+    "description",
+];
+
+fn feature(item: &Yaml, name_key: Option<&String>, index: usize) -> Result<FeatureSpec, String> {
+    let Yaml::Mapping(map) = item else {
+        return Err(format!("features[{index}] must be a mapping"));
+    };
+    let field = |k: &str| map.get(Yaml::String(k.to_string()));
+    let name = match (name_key, field("name")) {
+        (Some(n), None) => n.clone(),
+        (Some(n), Some(Yaml::String(inner))) if inner == n => n.clone(),
+        (Some(n), Some(_)) => return Err(format!("feature '{n}': `name` differs from its key")),
+        (None, Some(Yaml::String(n))) if !n.is_empty() => n.clone(),
+        (None, _) => return Err(format!("features[{index}]: missing `name`")),
+    };
+    let here = |m: &str| format!("feature '{name}': {m}");
+    for key in map.keys() {
+        match key {
+            Yaml::String(k) if FEATURE_KEYS.contains(&k.as_str()) => {}
+            Yaml::String(k) => {
+                return Err(here(&format!(
+                    "unknown key `{k}` (allowed: {})",
+                    FEATURE_KEYS.join(", ")
+                )))
+            }
+            other => return Err(here(&format!("key {other:?} must be a string"))),
+        }
+    }
+    let kind = match (field("extractor"), field("func")) {
+        (Some(Yaml::String(e)), None) => FeatureKind::Extractor(e.clone()),
+        (None, Some(Yaml::String(f))) => FeatureKind::Func(f.clone()),
+        (Some(_), Some(_)) => return Err(here("give either `extractor` or `func`, not both")),
+        (None, None) => return Err(here("one of `extractor` or `func` is required")),
+        _ => return Err(here("`extractor` / `func` must be a string")),
+    };
+    let inputs = match field("input") {
+        Some(Yaml::String(s)) => vec![s.clone()],
+        Some(Yaml::Sequence(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| match v {
+                Yaml::String(s) => Ok(s.clone()),
+                _ => Err(here("`input` entries must be strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(here("`input` must be a name or a non-empty list of names")),
+        None => return Err(here("missing required key `input`")),
+    };
+    let params = match field("params") {
+        None | Some(Yaml::Null) => Json::Object(Default::default()),
+        Some(p @ Yaml::Mapping(_)) => {
+            serde_json::to_value(p).map_err(|e| here(&format!("`params`: {e}")))?
+        }
+        Some(_) => return Err(here("`params` must be a mapping")),
+    };
+    Ok(FeatureSpec {
+        name,
+        kind,
+        inputs,
+        params,
+    })
+}
+
+fn check_keys(value: &Yaml, what: &str, allowed: &[&str]) -> Result<(), String> {
+    match value {
+        Yaml::Null => Ok(()),
+        Yaml::Mapping(map) => {
+            for k in map.keys() {
+                let k = k.as_str().unwrap_or("?");
+                if !allowed.contains(&k) {
+                    return Err(format!(
+                        "{what}: unknown key `{k}` (allowed: {})",
+                        allowed.join(", ")
+                    ));
+                }
+            }
+            Ok(())
+        }
+        _ => Err(format!("{what} must be a mapping")),
+    }
+}
+
+fn check_literal(value: Option<&Yaml>, what: &str, allowed: &[&str]) -> Result<(), String> {
+    match value {
+        None | Some(Yaml::Null) => Ok(()),
+        Some(Yaml::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
+        Some(v) => Err(format!(
+            "{what} must be one of {}, got {v:?}",
+            allowed.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

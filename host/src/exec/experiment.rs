@@ -1,0 +1,98 @@
+//! Experiment mode: one task per experiment, everything inside it serial.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::compute::{self, Part};
+use super::{Ctx, Outcome, Prepared};
+use crate::graph::{Input, Op, Source};
+
+pub(super) fn run(
+    ctx: &Arc<Ctx>,
+    inputs: &[PathBuf],
+    bar: &indicatif::ProgressBar,
+) -> Vec<Outcome> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(ctx.opts.workers.max(1))
+        .thread_name(|i| format!("oect-worker-{i}"))
+        .build()
+        .expect("worker pool");
+    pool.install(|| {
+        inputs
+            .par_iter()
+            .with_max_len(1)
+            .map(|path| {
+                let outcome = match ctx.prepare(path) {
+                    Ok(prep) => compute_experiment(ctx, &prep),
+                    Err(outcome) => outcome,
+                };
+                bar.inc(1);
+                outcome
+            })
+            .collect()
+    })
+}
+
+fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
+    let graph = &ctx.graph;
+    let mut columns: Vec<Option<Part>> = vec![None; graph.nodes.len()];
+    for (&source, ranges) in &prep.chunks {
+        for range in ranges {
+            let block = match source {
+                Source::Transfer => prep.exp.read_transfer(range.clone()),
+                Source::Transient => prep.exp.read_transient(range.clone()),
+            };
+            let block = match block {
+                Ok(b) => b,
+                Err(e) => {
+                    return Outcome::Failed {
+                        input: prep.exp.path.clone(),
+                        reason: e.message,
+                    }
+                }
+            };
+            // Per-step nodes of this source, in topological order.
+            let mut chunk_parts: Vec<Option<Part>> = vec![None; graph.nodes.len()];
+            for (i, node) in graph.nodes.iter().enumerate() {
+                if node.rows != Some(source) || !matches!(node.op, Op::Extract(_)) {
+                    continue;
+                }
+                ctx.tasks.fetch_add(1, Ordering::Relaxed);
+                let part = if node.inputs == [Input::Source(source)] {
+                    compute::source_chunk(node, source, &block, &prep.id, &prep.sampling)
+                } else {
+                    let names: Vec<&str> = node
+                        .inputs
+                        .iter()
+                        .map(|inp| match inp {
+                            Input::Feature(j) => graph.nodes[*j].name.as_str(),
+                            Input::Source(s) => s.name(),
+                        })
+                        .collect();
+                    let inputs: Vec<&Part> = node
+                        .inputs
+                        .iter()
+                        .filter_map(|inp| match inp {
+                            Input::Feature(j) => chunk_parts[*j].as_ref(),
+                            Input::Source(_) => None,
+                        })
+                        .collect();
+                    compute::derived_chunk(node, &names, &inputs, range.clone(), &prep.id)
+                };
+                chunk_parts[i] = Some(part);
+            }
+            for (column, part) in columns.iter_mut().zip(chunk_parts) {
+                if let Some(part) = part {
+                    match column {
+                        Some(c) => c.append(&part),
+                        None => *column = Some(part),
+                    }
+                }
+            }
+        }
+    }
+    ctx.finish(prep, columns)
+}

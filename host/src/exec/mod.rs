@@ -1,0 +1,362 @@
+//! Running a feature graph over a batch of experiment files.
+//!
+//! Two schedulers share the per-step computation ([`compute`]) and the table
+//! assembly ([`table`]), so they produce identical files:
+//!
+//! * **step mode** (default, [`step`]): one reader thread reads experiments one at a
+//!   time in chunks of steps and hands them to a pool of workers; tasks are
+//!   (experiment, feature, chunk of steps), and a feature that reads other per-step
+//!   features becomes ready as soon as its inputs for that chunk are done. One consumer
+//!   thread collects the results and writes each experiment the moment it is complete.
+//!   At most `in_flight` experiments are open at once and a bounded number of chunks
+//!   is held in memory, so memory does not grow with the batch.
+//! * **experiment mode** ([`experiment`]): one task per experiment, its features and
+//!   steps computed serially inside.
+
+pub mod compute;
+mod experiment;
+mod step;
+pub mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::FeatureConfig;
+use crate::graph::{FeatureGraph, Input, Source};
+use crate::plugins::PluginDoc;
+use crate::sink::Sink;
+use crate::source::{Experiment, Sampling};
+use compute::Part;
+use table::StepError;
+
+/// How tasks are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Step,
+    Experiment,
+}
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub workers: usize,
+    /// Experiments open at once in step mode.
+    pub in_flight: usize,
+    pub force: bool,
+    /// Only experiments of this chip / device.
+    pub chip_id: Option<String>,
+    pub device_id: Option<String>,
+    pub progress: bool,
+}
+
+/// What happened to one input file.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Written; `step_errors` cells are NaN because a step failed.
+    Written {
+        input: PathBuf,
+        output: PathBuf,
+        rows: usize,
+        step_errors: usize,
+        errors: Vec<StepError>,
+    },
+    /// An up-to-date output already exists.
+    Skipped { input: PathBuf, output: PathBuf },
+    /// Nothing written; `reason` says why.
+    Failed { input: PathBuf, reason: String },
+    /// Excluded by `--chip-id` / `--device-id`.
+    Filtered { input: PathBuf },
+}
+
+impl Outcome {
+    fn input(&self) -> &Path {
+        match self {
+            Outcome::Written { input, .. }
+            | Outcome::Skipped { input, .. }
+            | Outcome::Failed { input, .. }
+            | Outcome::Filtered { input } => input,
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub mode: Mode,
+    pub workers: usize,
+    /// In input order; filtered-out files are left out.
+    pub experiments: Vec<Outcome>,
+    /// Per-step extractor tasks run (feature × chunk of steps).
+    pub tasks: usize,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn count(&self, pred: impl Fn(&Outcome) -> bool) -> usize {
+        self.experiments.iter().filter(|o| pred(o)).count()
+    }
+
+    /// True when every experiment was written or skipped without any failed step.
+    pub fn all_ok(&self) -> bool {
+        self.experiments.iter().all(|o| match o {
+            Outcome::Written { step_errors, .. } => *step_errors == 0,
+            Outcome::Skipped { .. } | Outcome::Filtered { .. } => true,
+            Outcome::Failed { .. } => false,
+        })
+    }
+}
+
+/// Everything the workers share.
+struct Ctx {
+    graph: FeatureGraph,
+    config: FeatureConfig,
+    plugins: Vec<PluginDoc>,
+    sink: Sink,
+    opts: RunOptions,
+    /// `chip-device` → file, to refuse two files that would write the same output.
+    claimed: Mutex<HashMap<String, PathBuf>>,
+    tasks: std::sync::atomic::AtomicUsize,
+}
+
+/// An opened experiment that needs computing.
+struct Prepared {
+    exp: Experiment,
+    id: String,
+    source_hash: String,
+    /// Steps per data source the graph reads.
+    steps: BTreeMap<Source, usize>,
+    chunks: BTreeMap<Source, Vec<Range<usize>>>,
+    /// Sampling parameters per transient step.
+    sampling: Vec<Option<Sampling>>,
+}
+
+/// Steps per chunk: about 256 k samples, at most 512 steps.
+fn chunk_ranges(n_steps: usize, points_per_step: usize) -> Vec<Range<usize>> {
+    let per_chunk = (262_144 / points_per_step.max(1)).clamp(1, 512);
+    (0..n_steps)
+        .step_by(per_chunk)
+        .map(|s| s..(s + per_chunk).min(n_steps))
+        .collect()
+}
+
+/// A fingerprint of the source file (size and modification time), so that a replaced
+/// or re-converted file is recomputed.
+fn source_hash(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or(Duration::ZERO);
+    let digest = Sha256::digest(format!("{}:{}", meta.len(), mtime.as_nanos()));
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+impl Ctx {
+    /// Opens `path` and decides whether it needs computing.
+    fn prepare(&self, path: &Path) -> Result<Prepared, Outcome> {
+        let failed = |reason: String| Outcome::Failed {
+            input: path.to_path_buf(),
+            reason,
+        };
+        let exp = Experiment::open(path).map_err(|e| failed(e.message))?;
+        let wanted =
+            |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
+        if !wanted(&self.opts.chip_id, &exp.chip_id)
+            || !wanted(&self.opts.device_id, &exp.device_id)
+        {
+            return Err(Outcome::Filtered {
+                input: path.to_path_buf(),
+            });
+        }
+        let id = format!("{}-{}", exp.chip_id, exp.device_id);
+        if let Some(other) = self
+            .claimed
+            .lock()
+            .expect("claim table")
+            .insert(id.clone(), path.to_path_buf())
+        {
+            return Err(failed(format!(
+                "same chip_id and device_number ({id}) as {}; their outputs would overwrite each other",
+                other.display()
+            )));
+        }
+        let mut steps = BTreeMap::new();
+        let mut chunks = BTreeMap::new();
+        for source in self.graph.sources() {
+            let (n, points) = match source {
+                Source::Transfer => exp.transfer.as_ref().map(|t| (t.n_steps, t.max_points)),
+                Source::Transient => exp
+                    .transient
+                    .as_ref()
+                    .map(|t| (t.steps.len(), t.total_points / t.steps.len().max(1))),
+            }
+            .unwrap_or((0, 0));
+            if n == 0 {
+                let users: Vec<&str> = self
+                    .graph
+                    .nodes
+                    .iter()
+                    .filter(|node| node.inputs.contains(&Input::Source(source)))
+                    .map(|node| node.name.as_str())
+                    .collect();
+                return Err(failed(format!(
+                    "the file has no {} steps, which features {} need",
+                    source.name(),
+                    users.join(", ")
+                )));
+            }
+            steps.insert(source, n);
+            chunks.insert(source, chunk_ranges(n, points));
+        }
+        let source_hash = source_hash(path).map_err(failed)?;
+        if !self.opts.force {
+            if let Some(output) = self
+                .sink
+                .up_to_date(&exp.chip_id, &exp.device_id, &source_hash)
+            {
+                return Err(Outcome::Skipped {
+                    input: path.to_path_buf(),
+                    output,
+                });
+            }
+        }
+        let sampling = match steps.get(&Source::Transient) {
+            Some(&n) => (0..n).map(|s| exp.transient_sampling(s)).collect(),
+            None => Vec::new(),
+        };
+        Ok(Prepared {
+            exp,
+            id,
+            source_hash,
+            steps,
+            chunks,
+            sampling,
+        })
+    }
+
+    /// Assembles and writes a complete experiment.
+    fn finish(&self, prep: &Prepared, columns: Vec<Option<Part>>) -> Outcome {
+        let rows = prep.steps.values().copied().max().unwrap_or(0);
+        let table = table::assemble(&self.graph, columns, rows);
+        let step_errors: usize = table.error_counts.values().sum();
+        let attrs = serde_json::json!({
+            "chip_id": prep.exp.chip_id,
+            "device_id": prep.exp.device_id,
+            "config_name": self.config.name,
+            "config_origin": self.config.origin,
+            "config_hash": self.graph.content_hash,
+            "source_file": prep.exp.path.display().to_string(),
+            "source_hash": prep.source_hash,
+            "created_at": chrono::Local::now().to_rfc3339(),
+            "oect_version": env!("CARGO_PKG_VERSION"),
+            "plugins": self.plugins.iter().map(|p| serde_json::json!({
+                "name": p.name, "version": p.version, "api_version": p.api_version,
+            })).collect::<Vec<_>>(),
+            "steps": prep.steps.iter().map(|(s, n)| (s.name(), *n)).collect::<BTreeMap<_, _>>(),
+            "feature_count": table.error_counts.len(),
+            "scalar_features": table.scalar_features,
+            "multidim_features": table.expanded_features,
+            "nested_features": table.nested_features,
+            "feature_errors": table.error_counts,
+            "errors": table.errors.iter().take(100).collect::<Vec<_>>(),
+        });
+        match self
+            .sink
+            .write(&prep.exp.chip_id, &prep.exp.device_id, &table, &attrs)
+        {
+            Ok(output) => Outcome::Written {
+                input: prep.exp.path.clone(),
+                output,
+                rows,
+                step_errors,
+                errors: table.errors,
+            },
+            Err(e) => Outcome::Failed {
+                input: prep.exp.path.clone(),
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Runs `graph` over `inputs` (files, in the order given) and writes to `sink`.
+pub fn run(
+    graph: FeatureGraph,
+    config: FeatureConfig,
+    plugins: Vec<PluginDoc>,
+    sink: Sink,
+    inputs: &[PathBuf],
+    opts: RunOptions,
+) -> Summary {
+    let start = Instant::now();
+    let bar = progress_bar(inputs.len(), opts.progress);
+    let ctx = Arc::new(Ctx {
+        graph,
+        config,
+        plugins,
+        sink,
+        opts: opts.clone(),
+        claimed: Mutex::new(HashMap::new()),
+        tasks: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut outcomes = match opts.mode {
+        Mode::Step => step::run(&ctx, inputs, &bar),
+        Mode::Experiment => experiment::run(&ctx, inputs, &bar),
+    };
+    bar.finish_and_clear();
+    let order: HashMap<&Path, usize> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_path(), i))
+        .collect();
+    outcomes.sort_by_key(|o| order.get(o.input()).copied().unwrap_or(usize::MAX));
+    outcomes.retain(|o| !matches!(o, Outcome::Filtered { .. }));
+    Summary {
+        mode: opts.mode,
+        workers: opts.workers,
+        experiments: outcomes,
+        tasks: ctx.tasks.load(std::sync::atomic::Ordering::Relaxed),
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+fn progress_bar(len: usize, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} experiments {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_step_once() {
+        let c = chunk_ranges(5001, 182);
+        assert_eq!(c.first().unwrap().start, 0);
+        assert_eq!(c.last().unwrap().end, 5001);
+        assert!(c.windows(2).all(|w| w[0].end == w[1].start));
+        assert!(c.iter().all(|r| r.len() <= 512));
+        assert_eq!(chunk_ranges(3, 25_000), vec![0..3]);
+        assert_eq!(chunk_ranges(0, 10), Vec::<Range<usize>>::new());
+        assert_eq!(chunk_ranges(2, 10_000_000), vec![0..1, 1..2]);
+    }
+}

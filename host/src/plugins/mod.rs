@@ -1,0 +1,350 @@
+//! Plugin discovery, loading and the extractor registry.
+//!
+//! Libraries are searched in this order: every `--plugin-dir`, then the folders in
+//! `OECT_PLUGIN_PATH`, then the executable's own folder and `<exe>/../lib/oect/plugins`.
+//! A built workspace therefore finds its plugins in `target/<profile>/` with no set-up.
+//! In the explicit folders every shared library is tried; in the executable's folders
+//! only `liboect_*` libraries are, so unrelated libraries next to the binary are not
+//! probed. A library that is not a plugin, or was built against an incompatible
+//! `oect-plugin-api`, is reported in one line and skipped.
+//!
+//! When two libraries offer the same extractor name, the one found first wins (so a
+//! `--plugin-dir` can override a built-in) and a warning names both libraries.
+//! Libraries are never unloaded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::{RResult, RStr};
+use oect_plugin_api::{Dim, ExtractorBox, FeatureValue, InputKind, PluginRef, StepInput};
+
+/// Parameter description of an extractor, as the plugin declares it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ParamDoc {
+    pub name: String,
+    pub kind: String,
+    pub default: String,
+    pub doc: String,
+}
+
+/// An extractor offered by a loaded plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExtractorDoc {
+    pub name: String,
+    #[serde(serialize_with = "input_kind_name")]
+    pub input: InputKind,
+    pub description: String,
+    pub unit: String,
+    pub params: Vec<ParamDoc>,
+    /// Name of the plugin that provides it.
+    pub plugin: String,
+}
+
+fn input_kind_name<S: serde::Serializer>(k: &InputKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.as_str())
+}
+
+/// A loaded plugin library.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginDoc {
+    pub name: String,
+    pub version: String,
+    pub api_version: String,
+    pub path: PathBuf,
+    pub extractors: Vec<String>,
+}
+
+struct Loaded {
+    doc: PluginDoc,
+    module: PluginRef,
+}
+
+/// All plugins found, and the extractors they offer.
+pub struct Registry {
+    plugins: Vec<Loaded>,
+    /// Extractor name → (plugin index, description).
+    extractors: BTreeMap<String, (usize, ExtractorDoc)>,
+    /// One line per library that was skipped or shadowed.
+    pub warnings: Vec<String>,
+}
+
+/// A configured extractor, ready to be called from any worker thread.
+pub struct Extractor {
+    inner: ExtractorBox,
+    pub shape: Vec<Dim>,
+}
+
+impl Extractor {
+    pub fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
+        match self.inner.extract_step(input) {
+            RResult::ROk(v) => Ok(v),
+            RResult::RErr(e) => Err(e.into_string()),
+        }
+    }
+}
+
+/// The folders searched for plugins, in priority order.
+pub fn search_path(plugin_dirs: &[PathBuf]) -> Vec<(PathBuf, bool)> {
+    let mut dirs: Vec<(PathBuf, bool)> = plugin_dirs.iter().map(|d| (d.clone(), true)).collect();
+    if let Some(path) = std::env::var_os("OECT_PLUGIN_PATH") {
+        dirs.extend(std::env::split_paths(&path).map(|d| (d, true)));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push((exe_dir.clone(), false));
+        dirs.push((exe_dir.join("../lib/oect/plugins"), false));
+        // `cargo test` binaries live in target/<profile>/deps; the plugins one level up.
+        if exe_dir.file_name().is_some_and(|n| n == "deps") {
+            if let Some(profile_dir) = exe_dir.parent() {
+                dirs.push((profile_dir.to_path_buf(), false));
+            }
+        }
+    }
+    dirs
+}
+
+fn is_library(path: &Path, explicit: bool) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let ext = std::env::consts::DLL_EXTENSION;
+    let is_dylib = path.extension().is_some_and(|e| e == ext);
+    is_dylib && (explicit || name.starts_with(&format!("{}oect_", std::env::consts::DLL_PREFIX)))
+}
+
+impl Registry {
+    /// Loads every plugin on the search path built from `plugin_dirs`.
+    pub fn discover(plugin_dirs: &[PathBuf]) -> Registry {
+        let mut registry = Registry {
+            plugins: Vec::new(),
+            extractors: BTreeMap::new(),
+            warnings: Vec::new(),
+        };
+        let mut seen = Vec::new();
+        for (dir, explicit) in search_path(plugin_dirs) {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                if explicit {
+                    registry
+                        .warnings
+                        .push(format!("plugin folder {} cannot be read", dir.display()));
+                }
+                continue;
+            };
+            let mut libs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_library(p, explicit))
+                .collect();
+            libs.sort();
+            for lib in libs {
+                let canonical = lib.canonicalize().unwrap_or_else(|_| lib.clone());
+                if seen.contains(&canonical) {
+                    continue;
+                }
+                seen.push(canonical);
+                registry.load(&lib);
+            }
+        }
+        registry
+    }
+
+    fn load(&mut self, path: &Path) {
+        let module = match load_module(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warnings.push(e);
+                return;
+            }
+        };
+        let info = (module.info())();
+        let name = info.name.to_string();
+        if let Some(first) = self.plugins.iter().find(|p| p.doc.name == name) {
+            if first.doc.version != info.version.as_str() {
+                self.warnings.push(format!(
+                    "{}: plugin {name} {} is shadowed by version {} from {}",
+                    path.display(),
+                    info.version,
+                    first.doc.version,
+                    first.doc.path.display()
+                ));
+            }
+            return;
+        }
+        let index = self.plugins.len();
+        let mut names = Vec::new();
+        for ex in (module.extractors())() {
+            let doc = ExtractorDoc {
+                name: ex.name.to_string(),
+                input: ex.input,
+                description: ex.description.to_string(),
+                unit: ex.unit.to_string(),
+                params: ex
+                    .params
+                    .iter()
+                    .map(|p| ParamDoc {
+                        name: p.name.to_string(),
+                        kind: p.kind.to_string(),
+                        default: p.default_json.to_string(),
+                        doc: p.doc.to_string(),
+                    })
+                    .collect(),
+                plugin: name.clone(),
+            };
+            if let Some((other, _)) = self.extractors.get(&doc.name) {
+                self.warnings.push(format!(
+                    "{}: extractor {} is already provided by {}; using that one",
+                    path.display(),
+                    doc.name,
+                    self.plugins[*other].doc.path.display()
+                ));
+                continue;
+            }
+            names.push(doc.name.clone());
+            self.extractors.insert(doc.name.clone(), (index, doc));
+        }
+        self.plugins.push(Loaded {
+            doc: PluginDoc {
+                name,
+                version: info.version.to_string(),
+                api_version: info.api_version.to_string(),
+                path: path.to_path_buf(),
+                extractors: names,
+            },
+            module,
+        });
+    }
+
+    pub fn plugins(&self) -> impl Iterator<Item = &PluginDoc> {
+        self.plugins.iter().map(|p| &p.doc)
+    }
+
+    pub fn extractors(&self) -> impl Iterator<Item = &ExtractorDoc> {
+        self.extractors.values().map(|(_, d)| d)
+    }
+
+    pub fn extractor(&self, name: &str) -> Option<&ExtractorDoc> {
+        self.extractors.get(name).map(|(_, d)| d)
+    }
+
+    /// The plugin providing extractor `name`.
+    pub fn plugin_of(&self, name: &str) -> Option<&PluginDoc> {
+        self.extractors
+            .get(name)
+            .map(|(i, _)| &self.plugins[*i].doc)
+    }
+
+    /// Creates extractor `name` with `params` (a JSON object). Errors are the plugin's
+    /// validation message, or a list of the available extractors for an unknown name.
+    pub fn create(&self, name: &str, params: &serde_json::Value) -> Result<Extractor, String> {
+        let Some((plugin, _)) = self.extractors.get(name) else {
+            let available: Vec<&str> = self.extractors.keys().map(String::as_str).collect();
+            return Err(if available.is_empty() {
+                format!(
+                    "unknown extractor '{name}': no plugins are loaded (see `oect plugins list`)"
+                )
+            } else {
+                format!(
+                    "unknown extractor '{name}'; available: {}",
+                    available.join(", ")
+                )
+            });
+        };
+        let json = params.to_string();
+        let module = &self.plugins[*plugin].module;
+        match (module.create())(RStr::from_str(name), RStr::from_str(&json)) {
+            RResult::ROk(inner) => {
+                let shape = inner.output_shape().into_vec();
+                Ok(Extractor { inner, shape })
+            }
+            RResult::RErr(e) => Err(e.into_string()),
+        }
+    }
+}
+
+/// Loads one library's root module, or explains in one line why it is not usable.
+fn load_module(path: &Path) -> Result<PluginRef, String> {
+    let shown = path.display();
+    let header = lib_header_from_path(path).map_err(|e| match e {
+        LibraryError::GetSymbolError { .. } => {
+            format!("{shown}: skipped, not an oect plugin (no plugin root module)")
+        }
+        LibraryError::OpenError { err, .. } => format!("{shown}: skipped, cannot be loaded: {err}"),
+        other => format!("{shown}: skipped: {}", one_line(&other.to_string())),
+    })?;
+    header.init_root_module::<PluginRef>().map_err(|e| match e {
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "{shown}: skipped, built against oect-plugin-api {actual_version} but this host uses {expected_version}"
+        ),
+        LibraryError::AbiInstability(_) | LibraryError::InvalidAbiHeader(_) => format!(
+            "{shown}: skipped, incompatible plugin ABI (built against oect-plugin-api {}, host uses {}): {}",
+            header_version(header),
+            oect_plugin_api::API_VERSION,
+            one_line(&e.to_string())
+        ),
+        other => format!("{shown}: skipped: {}", one_line(&other.to_string())),
+    })
+}
+
+fn header_version(header: &abi_stable::library::LibHeader) -> String {
+    header.version_strings().version.to_string()
+}
+
+/// The first `Error:`-like line of abi_stable's multi-line reports.
+fn one_line(report: &str) -> String {
+    let lines: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .iter()
+        .find(|l| l.starts_with("Error:"))
+        .or_else(|| lines.first())
+        .map(|l| l.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_explicit_folders_load_any_library() {
+        let lib = format!(
+            "{}mine.{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_EXTENSION
+        );
+        let ours = format!(
+            "{}oect_transfer.{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_EXTENSION
+        );
+        assert!(is_library(Path::new(&lib), true));
+        assert!(!is_library(Path::new(&lib), false));
+        assert!(is_library(Path::new(&ours), false));
+        assert!(!is_library(Path::new("liboect_x.rlib"), true));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_library_is_reported_in_one_line() {
+        let dir = std::env::temp_dir().join(format!("oect-plugins-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join(format!("libfake.{}", std::env::consts::DLL_EXTENSION));
+        std::fs::write(&fake, b"not an ELF file").unwrap();
+        let reg = Registry::discover(std::slice::from_ref(&dir));
+        let w: Vec<&String> = reg
+            .warnings
+            .iter()
+            .filter(|w| w.contains("libfake"))
+            .collect();
+        assert_eq!(w.len(), 1, "{:?}", reg.warnings);
+        assert!(w[0].contains("cannot be loaded"), "{}", w[0]);
+        assert!(!w[0].contains('\n'));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,13 @@
+//! Experiment files: the HDF5 reader the scheduler pulls steps from, and the synthetic
+//! generator behind `oect generate`.
+
+pub mod reader;
+pub mod synth;
+
+pub use reader::{
+    AttrValue, Experiment, Sampling, SourceError, StepBlock, TransferLayout, TransientLayout,
+};
+pub use synth::{generate, DeviceType, Generated, SynthSpec};
+
+#[cfg(test)]
+mod tests;

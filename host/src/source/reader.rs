@@ -1,0 +1,697 @@
+//! Reader for experiment files in the oect-infra "batch" HDF5 layout (format 2.0, writer
+//! variants A and B).
+//!
+//! Metadata (attributes, step layout, sampling parameters) is read once in
+//! [`Experiment::open`]; step data is read on demand, a whole range of steps per HDF5 call,
+//! because per-step hyperslab reads are what made the predecessor slow.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Attribute, Container, Dataset, File, Group, H5Type};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Chunk cache per open file. Real chunks are up to ~250 kB (transient) and a transfer range read
+/// touches a whole row of chunks; 32 MiB keeps the chunks shared by consecutive range reads
+/// decompressed instead of inflating them again.
+const CHUNK_CACHE_BYTES: usize = 32 << 20;
+/// Hash slots of the chunk cache (a prime, as HDF5 recommends, ~100× the chunks it can hold).
+const CHUNK_CACHE_SLOTS: usize = 12_421;
+/// Longest fixed-length string accepted; longer ones are reported instead of being read.
+const MAX_FIXED_TEXT: usize = 64 << 20;
+
+/// A file-level problem, always naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SourceError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl SourceError {
+    pub(crate) fn new(path: &Path, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A scalar root attribute.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    String(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Shape of `/transfer/measurement_data`: `(n_steps, 2, max_points)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferLayout {
+    pub n_steps: usize,
+    pub max_points: usize,
+}
+
+/// Column range of every transient step in `/transient/measurement_data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransientLayout {
+    pub steps: Vec<Range<usize>>,
+    pub total_points: usize,
+}
+
+/// Steps of one kind, stored flat for cache-friendly access: step k is `x[offsets[k]..offsets[k+1]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepBlock {
+    pub first_step: usize,
+    pub offsets: Vec<usize>,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+}
+
+impl StepBlock {
+    fn empty(first_step: usize) -> Self {
+        Self {
+            first_step,
+            offsets: vec![0],
+            x: Vec::new(),
+            y: Vec::new(),
+        }
+    }
+
+    /// Number of steps in the block.
+    pub fn n_steps(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// `(x, y)` of the k-th step of the block (file step `first_step + k`).
+    pub fn step(&self, k: usize) -> (&[f64], &[f64]) {
+        let r = self.offsets[k]..self.offsets[k + 1];
+        (&self.x[r.clone()], &self.y[r])
+    }
+}
+
+/// Sampling of a transient step, from the instrument parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Gate square-wave period in seconds.
+    pub period: f64,
+    /// Samples per second.
+    pub sample_rate: f64,
+}
+
+/// Per-experiment metadata, read once when the file is opened.
+#[derive(Debug)]
+pub struct Experiment {
+    pub path: PathBuf,
+    /// Root attribute `chip_id`, `"NA"` if missing or empty.
+    pub chip_id: String,
+    /// Root attribute `device_number`, `"NA"` if missing or empty.
+    pub device_id: String,
+    /// All scalar root attributes of a supported type.
+    pub attrs: BTreeMap<String, AttrValue>,
+    /// `None` if `/transfer/measurement_data` is absent.
+    pub transfer: Option<TransferLayout>,
+    /// `None` if `/transient/measurement_data` is absent.
+    pub transient: Option<TransientLayout>,
+    transfer_data: Option<Dataset>,
+    transient_data: Option<Dataset>,
+    /// Per transient step, from the `raw/json` step parameters.
+    step_sampling: Vec<Option<Sampling>>,
+    /// From the first transient node of `raw/workflow`.
+    workflow_sampling: Option<Sampling>,
+}
+
+impl Experiment {
+    /// Opens `path` and reads its metadata; fails on anything that would make step reads wrong.
+    pub fn open(path: &Path) -> Result<Experiment, SourceError> {
+        let fail = |message: String| SourceError::new(path, message);
+        std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+        let file = File::with_options()
+            .with_fapl(|p| p.chunk_cache(CHUNK_CACHE_SLOTS, CHUNK_CACHE_BYTES, 1.0))
+            .open(path)
+            .map_err(|e| fail(format!("not a readable HDF5 file ({e})")))?;
+
+        let version = file
+            .attr("format_version")
+            .map_err(|_| {
+                fail("no root attribute format_version: not an oect-infra batch file".into())
+            })
+            .and_then(|a| read_text(&a).map_err(|e| fail(format!("format_version: {e}"))))?;
+        if !(version.starts_with("2.0_") && version.contains("new_storage")) {
+            return Err(fail(format!(
+                "unsupported format_version {version:?} (expected \"2.0_…new_storage\")"
+            )));
+        }
+
+        let attrs = read_root_attrs(&file);
+        let text_attr = |key: &str| match attrs.get(key) {
+            Some(AttrValue::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(AttrValue::Int(i)) => i.to_string(),
+            _ => "NA".to_owned(),
+        };
+        let (chip_id, device_id) = (text_attr("chip_id"), text_attr("device_number"));
+
+        let transfer_group = open_group(&file, "transfer").map_err(&fail)?;
+        let transfer_data = transfer_group
+            .as_ref()
+            .map(|g| open_measurement(g, "transfer"))
+            .transpose()
+            .map_err(&fail)?
+            .flatten();
+        let transfer = transfer_data
+            .as_ref()
+            .map(transfer_layout)
+            .transpose()
+            .map_err(&fail)?;
+
+        let transient_group = open_group(&file, "transient").map_err(&fail)?;
+        let transient_data = transient_group
+            .as_ref()
+            .map(|g| open_measurement(g, "transient"))
+            .transpose()
+            .map_err(&fail)?
+            .flatten();
+        let table = match &transient_group {
+            Some(g) if g.link_exists("step_info_table") => Some(
+                g.dataset("step_info_table")
+                    .map_err(|e| fail(format!("/transient/step_info_table: {e}")))?,
+            ),
+            _ => None,
+        };
+        let transient = transient_data
+            .as_ref()
+            .map(|ds| transient_layout(ds, table.as_ref()))
+            .transpose()
+            .map_err(&fail)?;
+
+        let n_transient = transient.as_ref().map_or(0, |t| t.steps.len());
+        let step_sampling = match (&transient, &table) {
+            (Some(_), Some(table)) => json_sampling(&file, table, n_transient),
+            _ => vec![None; n_transient],
+        };
+        let workflow_sampling = workflow_sampling(&file);
+
+        Ok(Experiment {
+            path: path.to_path_buf(),
+            chip_id,
+            device_id,
+            attrs,
+            transfer,
+            transient,
+            transfer_data,
+            transient_data,
+            step_sampling,
+            workflow_sampling,
+        })
+    }
+
+    /// Transfer steps `range`: x = Vg, y = Id, NaN-padding stripped per step (keep samples where
+    /// both are non-NaN, the predecessor reader's rule). Reads the whole range in ONE hyperslab call.
+    pub fn read_transfer(&self, range: Range<usize>) -> Result<StepBlock, SourceError> {
+        let (Some(layout), Some(ds)) = (&self.transfer, &self.transfer_data) else {
+            return Err(self.error("the file has no transfer data"));
+        };
+        self.check_range(&range, layout.n_steps, "transfer")?;
+        let p = layout.max_points;
+        if range.is_empty() || p == 0 {
+            let mut block = StepBlock::empty(range.start);
+            block.offsets.resize(range.len() + 1, 0);
+            return Ok(block);
+        }
+        let raw = ds
+            .read_slice::<f64, _, ndarray::Ix3>((range.clone(), .., ..))
+            .map_err(|e| self.error(format!("reading transfer steps {range:?}: {e}")))?;
+        let data = raw
+            .as_slice()
+            .ok_or_else(|| self.error("transfer read returned a non-contiguous array"))?;
+
+        let mut block = StepBlock {
+            first_step: range.start,
+            offsets: Vec::with_capacity(range.len() + 1),
+            x: Vec::with_capacity(data.len() / 2),
+            y: Vec::with_capacity(data.len() / 2),
+        };
+        block.offsets.push(0);
+        for step in data.chunks_exact(2 * p) {
+            let (vg, id) = step.split_at(p);
+            for (&v, &i) in vg.iter().zip(id) {
+                if !v.is_nan() && !i.is_nan() {
+                    block.x.push(v);
+                    block.y.push(i);
+                }
+            }
+            block.offsets.push(block.x.len());
+        }
+        Ok(block)
+    }
+
+    /// Transient steps `range`: x = continuous_time, y = drain_current (original_time is not read:
+    /// rows 0 and 2 only). One hyperslab per row for the whole range.
+    pub fn read_transient(&self, range: Range<usize>) -> Result<StepBlock, SourceError> {
+        let (Some(layout), Some(ds)) = (&self.transient, &self.transient_data) else {
+            return Err(self.error("the file has no transient data"));
+        };
+        self.check_range(&range, layout.steps.len(), "transient")?;
+        let steps = &layout.steps[range.clone()];
+        // Steps are validated to be ordered and non-overlapping, so the range spans first..last.
+        let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
+            return Ok(StepBlock::empty(range.start));
+        };
+        let span = first.start..last.end;
+        let (x, y) = if span.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let read_row = |row: usize| {
+                ds.read_slice_1d::<f64, _>((row, span.clone()))
+                    .map(|a| a.into_raw_vec_and_offset().0)
+                    .map_err(|e| self.error(format!("reading transient steps {range:?}: {e}")))
+            };
+            (read_row(0)?, read_row(2)?)
+        };
+
+        let contiguous = steps.windows(2).all(|w| w[0].end == w[1].start);
+        if contiguous {
+            let mut offsets: Vec<usize> = steps.iter().map(|s| s.start - span.start).collect();
+            offsets.push(span.len());
+            return Ok(StepBlock {
+                first_step: range.start,
+                offsets,
+                x,
+                y,
+            });
+        }
+        // Gaps between steps (not written by csv2hdf, but allowed): copy each step out.
+        let mut block = StepBlock::empty(range.start);
+        for s in steps {
+            let local = s.start - span.start..s.end - span.start;
+            block.x.extend_from_slice(&x[local.clone()]);
+            block.y.extend_from_slice(&y[local]);
+            block.offsets.push(block.x.len());
+        }
+        Ok(block)
+    }
+
+    /// Period and sample rate of transient step `step` from raw/json step params (join table row
+    /// data_file ↔ steps[*].data_file; bottomTime+topTime ms → period s; timeStep ms → Hz), else from
+    /// the first transient node of raw/workflow, else None. Unparsable metadata also gives None:
+    /// it only describes the data, so it never makes the file unreadable.
+    pub fn transient_sampling(&self, step: usize) -> Option<Sampling> {
+        let n = self.transient.as_ref().map_or(0, |t| t.steps.len());
+        if step >= n {
+            return None;
+        }
+        self.step_sampling
+            .get(step)
+            .copied()
+            .flatten()
+            .or(self.workflow_sampling)
+    }
+
+    fn error(&self, message: impl Into<String>) -> SourceError {
+        SourceError::new(&self.path, message)
+    }
+
+    fn check_range(&self, range: &Range<usize>, n: usize, kind: &str) -> Result<(), SourceError> {
+        if range.start > range.end || range.end > n {
+            return Err(self.error(format!(
+                "{kind} steps {range:?} requested, but the file has {n} {kind} steps"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Opens `/name` if it exists; it must then be a group.
+fn open_group(file: &File, name: &str) -> Result<Option<Group>, String> {
+    if !file.link_exists(name) {
+        return Ok(None);
+    }
+    file.group(name)
+        .map(Some)
+        .map_err(|e| format!("/{name} is not a group ({e})"))
+}
+
+/// Opens `/<kind>/measurement_data` if present and checks that it holds floats.
+fn open_measurement(group: &Group, kind: &str) -> Result<Option<Dataset>, String> {
+    if !group.link_exists("measurement_data") {
+        return Ok(None);
+    }
+    let name = format!("/{kind}/measurement_data");
+    let ds = group
+        .dataset("measurement_data")
+        .map_err(|e| format!("{name}: {e}"))?;
+    match ds.dtype().and_then(|t| t.to_descriptor()) {
+        Ok(TypeDescriptor::Float(_)) => Ok(Some(ds)),
+        Ok(other) => Err(format!("{name} has element type {other}, expected float64")),
+        Err(e) => Err(format!("{name} has an unreadable element type ({e})")),
+    }
+}
+
+fn transfer_layout(ds: &Dataset) -> Result<TransferLayout, String> {
+    match ds.shape()[..] {
+        [n_steps, 2, max_points] => Ok(TransferLayout {
+            n_steps,
+            max_points,
+        }),
+        ref shape => Err(format!(
+            "/transfer/measurement_data has shape {shape:?}, expected (n_steps, 2, n_points)"
+        )),
+    }
+}
+
+fn transient_layout(ds: &Dataset, table: Option<&Dataset>) -> Result<TransientLayout, String> {
+    let total_points = match ds.shape()[..] {
+        [3, total] => total,
+        ref shape => {
+            return Err(format!(
+                "/transient/measurement_data has shape {shape:?}, expected (3, n_points)"
+            ))
+        }
+    };
+    // Without a step table the predecessor reports zero transient steps.
+    let steps = table.map_or(Ok(Vec::new()), |t| step_ranges(t, total_points))?;
+    Ok(TransientLayout {
+        steps,
+        total_points,
+    })
+}
+
+/// The two index columns, converted to f64 by HDF5 whatever their stored numeric type.
+#[derive(H5Type, Clone, Copy)]
+#[repr(C)]
+struct IndexRow {
+    start_data_index: f64,
+    end_data_index: f64,
+}
+
+/// Step column ranges from the step table's `start/end_data_index`, or the predecessor's even
+/// split (`total // n`, remainder to the last step) when the table lacks them.
+fn step_ranges(table: &Dataset, total: usize) -> Result<Vec<Range<usize>>, String> {
+    const NAME: &str = "/transient/step_info_table";
+    let desc = table
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| format!("{NAME} has an unreadable type ({e})"))?;
+    let TypeDescriptor::Compound(compound) = desc else {
+        return Err(format!(
+            "{NAME} is not a compound table (element type {desc})"
+        ));
+    };
+    let &[n] = &table.shape()[..] else {
+        return Err(format!(
+            "{NAME} has shape {:?}, expected one dimension",
+            table.shape()
+        ));
+    };
+    let field = |name: &str| compound.fields.iter().find(|f| f.name == name);
+    let (Some(start), Some(end)) = (field("start_data_index"), field("end_data_index")) else {
+        let per = total.checked_div(n).unwrap_or(0);
+        return Ok((0..n)
+            .map(|j| j * per..if j + 1 == n { total } else { (j + 1) * per })
+            .collect());
+    };
+    for f in [start, end] {
+        if !matches!(
+            f.ty,
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_)
+        ) {
+            return Err(format!(
+                "{NAME} column {} has type {}, expected a number",
+                f.name, f.ty
+            ));
+        }
+    }
+    let rows = table
+        .read_raw::<IndexRow>()
+        .map_err(|e| format!("reading {NAME}: {e}"))?;
+
+    let index = |v: f64, row: usize, name: &str| -> Result<usize, String> {
+        if !(v >= 0.0 && v.fract() == 0.0) {
+            Err(format!(
+                "{NAME} row {row}: {name} = {v} is not a valid index"
+            ))
+        } else if v > total as f64 {
+            Err(format!(
+                "{NAME} row {row}: {name} = {v} runs past the data ({total} points)"
+            ))
+        } else {
+            Ok(v as usize)
+        }
+    };
+    let mut ranges = Vec::with_capacity(rows.len());
+    let mut prev_end = 0;
+    for (j, r) in rows.iter().enumerate() {
+        let s = index(r.start_data_index, j, "start_data_index")?;
+        let e = index(r.end_data_index, j, "end_data_index")?;
+        if s > e {
+            return Err(format!("{NAME} row {j}: decreasing index range {s}..{e}"));
+        }
+        if s < prev_end {
+            return Err(format!(
+                "{NAME} row {j}: starts at {s}, before the previous step ends at {prev_end}"
+            ));
+        }
+        prev_end = e;
+        ranges.push(s..e);
+    }
+    Ok(ranges)
+}
+
+/// An HDF5 fixed-length, null-padded string of `N` bytes with the ASCII or UTF-8 flag.
+///
+/// hdf5's own `FixedAscii` promises ASCII content, but these files store UTF-8 bytes under the
+/// ASCII flag (numpy `S` columns), so this type carries raw bytes and never claims they are text.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(crate) struct FixedBytes<const N: usize, const UTF8: bool>(pub(crate) [u8; N]);
+
+// SAFETY: `repr(transparent)` over `[u8; N]` is exactly the memory layout of an N-byte HDF5
+// fixed-length string, which is all the descriptor claims.
+unsafe impl<const N: usize, const UTF8: bool> H5Type for FixedBytes<N, UTF8> {
+    fn type_descriptor() -> TypeDescriptor {
+        if UTF8 {
+            TypeDescriptor::FixedUnicode(N)
+        } else {
+            TypeDescriptor::FixedAscii(N)
+        }
+    }
+}
+
+/// A string element read in its stored form.
+trait TextCell: H5Type {
+    fn bytes(&self) -> &[u8];
+}
+
+impl TextCell for VarLenAscii {
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl TextCell for VarLenUnicode {
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl<const N: usize, const UTF8: bool> TextCell for FixedBytes<N, UTF8> {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Lossy UTF-8 whatever the charset flag says (variant A stores UTF-8 under ASCII), trailing
+/// NULs stripped.
+fn decode_text(bytes: &[u8]) -> String {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn first_text<T: TextCell>(c: &Container) -> Result<String, String> {
+    // read_raw keeps even a huge fixed-size element on the heap
+    let cells = c.read_raw::<T>().map_err(|e| e.to_string())?;
+    cells
+        .first()
+        .map(|s| decode_text(s.bytes()))
+        .ok_or_else(|| "empty string array".to_owned())
+}
+
+fn fixed_text<const UTF8: bool>(c: &Container, size: usize) -> Result<String, String> {
+    match size {
+        0..=256 => first_text::<FixedBytes<256, UTF8>>(c),
+        257..=65_536 => first_text::<FixedBytes<65_536, UTF8>>(c),
+        65_537..=MAX_FIXED_TEXT => first_text::<FixedBytes<MAX_FIXED_TEXT, UTF8>>(c),
+        _ => Err(format!("fixed-length string of {size} bytes is too long")),
+    }
+}
+
+/// Reads a scalar string attribute or dataset: variable or fixed length, either charset.
+fn read_text(c: &Container) -> Result<String, String> {
+    let desc = c
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| e.to_string())?;
+    match desc {
+        TypeDescriptor::VarLenAscii => first_text::<VarLenAscii>(c),
+        TypeDescriptor::VarLenUnicode => first_text::<VarLenUnicode>(c),
+        TypeDescriptor::FixedAscii(n) => fixed_text::<false>(c, n),
+        TypeDescriptor::FixedUnicode(n) => fixed_text::<true>(c, n),
+        other => Err(format!("expected a string, found {other}")),
+    }
+}
+
+/// All scalar root attributes of a supported type; others (arrays, compounds, …) are skipped,
+/// since the attribute set is open-ended.
+fn read_root_attrs(file: &File) -> BTreeMap<String, AttrValue> {
+    let names = file.attr_names().unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let value = file.attr(&name).ok().and_then(|a| attr_value(&a))?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+fn attr_value(attr: &Attribute) -> Option<AttrValue> {
+    if !attr.is_scalar() {
+        return None;
+    }
+    match attr.dtype().and_then(|t| t.to_descriptor()).ok()? {
+        TypeDescriptor::Integer(_) => attr.read_scalar::<i64>().ok().map(AttrValue::Int),
+        TypeDescriptor::Unsigned(_) => attr
+            .read_scalar::<u64>()
+            .ok()
+            .and_then(|v| i64::try_from(v).ok())
+            .map(AttrValue::Int),
+        TypeDescriptor::Float(_) => attr.read_scalar::<f64>().ok().map(AttrValue::Float),
+        TypeDescriptor::Boolean => attr.read_scalar::<bool>().ok().map(AttrValue::Bool),
+        TypeDescriptor::VarLenAscii
+        | TypeDescriptor::VarLenUnicode
+        | TypeDescriptor::FixedAscii(_)
+        | TypeDescriptor::FixedUnicode(_) => read_text(attr).ok().map(AttrValue::String),
+        _ => None,
+    }
+}
+
+/// One `data_file` cell of a step table, in the string type the table stores it as.
+#[derive(H5Type)]
+#[repr(C)]
+struct DataFileRow<S: H5Type> {
+    data_file: S,
+}
+
+/// The step table's `data_file` column, if it has a readable one.
+fn data_files(table: &Dataset) -> Option<Vec<String>> {
+    fn read<S: TextCell>(table: &Dataset) -> Option<Vec<String>> {
+        let rows = table.read_raw::<DataFileRow<S>>().ok()?;
+        Some(
+            rows.iter()
+                .map(|r| decode_text(r.data_file.bytes()))
+                .collect(),
+        )
+    }
+    let TypeDescriptor::Compound(c) = table.dtype().ok()?.to_descriptor().ok()? else {
+        return None;
+    };
+    match c.fields.iter().find(|f| f.name == "data_file")?.ty {
+        TypeDescriptor::FixedAscii(_) => read::<FixedBytes<256, false>>(table),
+        TypeDescriptor::FixedUnicode(_) => read::<FixedBytes<256, true>>(table),
+        TypeDescriptor::VarLenAscii => read::<VarLenAscii>(table),
+        TypeDescriptor::VarLenUnicode => read::<VarLenUnicode>(table),
+        _ => None,
+    }
+}
+
+/// The timing keys of a transient step's or workflow node's parameters (ms).
+fn sampling_from_params(params: &Value) -> Option<Sampling> {
+    let ms = |key: &str| params.get(key).and_then(Value::as_f64);
+    let (bottom, top, step) = (ms("bottomTime")?, ms("topTime")?, ms("timeStep")?);
+    let period = (top + bottom) / 1000.0;
+    let sample_rate = 1.0 / (step / 1000.0);
+    let valid = |v: f64| v.is_finite() && v > 0.0;
+    (valid(period) && valid(sample_rate)).then_some(Sampling {
+        period,
+        sample_rate,
+    })
+}
+
+#[derive(Deserialize)]
+struct RawInfo {
+    #[serde(default)]
+    steps: Vec<RawStep>,
+}
+
+/// The instrument writes `params`; the converter code looks for `parameters`. Accept both.
+#[derive(Deserialize)]
+struct RawStep {
+    #[serde(default)]
+    data_file: Option<Value>,
+    #[serde(default, alias = "parameters")]
+    params: Option<Value>,
+}
+
+/// Per transient step, the sampling from `raw/json`, joined on the table's `data_file`.
+fn json_sampling(file: &File, table: &Dataset, n_steps: usize) -> Vec<Option<Sampling>> {
+    let by_file = scalar_text(file, "json")
+        .and_then(|text| serde_json::from_str::<RawInfo>(&text).ok())
+        .map(|info| {
+            let mut map = HashMap::new();
+            for step in info.steps {
+                let name = step
+                    .data_file
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let sampling = step.params.as_ref().and_then(sampling_from_params);
+                if let (Some(name), Some(sampling)) = (name, sampling) {
+                    map.entry(name).or_insert(sampling);
+                }
+            }
+            map
+        })
+        .unwrap_or_default();
+    let names = if by_file.is_empty() {
+        None
+    } else {
+        data_files(table)
+    };
+    match names {
+        Some(names) => (0..n_steps)
+            .map(|j| names.get(j).and_then(|n| by_file.get(n)).copied())
+            .collect(),
+        None => vec![None; n_steps],
+    }
+}
+
+/// Sampling of the first transient node of `raw/workflow`, searching loops depth-first.
+fn workflow_sampling(file: &File) -> Option<Sampling> {
+    fn first_transient(node: &Value) -> Option<&Value> {
+        match node {
+            Value::Array(items) => items.iter().find_map(first_transient),
+            Value::Object(obj) if obj.get("type").and_then(Value::as_str) == Some("transient") => {
+                obj.get("params")
+            }
+            Value::Object(obj) => obj.get("steps").and_then(first_transient),
+            _ => None,
+        }
+    }
+    let text = scalar_text(file, "workflow")?;
+    let workflow: Value = serde_json::from_str(&text).ok()?;
+    first_transient(&workflow).and_then(sampling_from_params)
+}
+
+/// Text of the scalar dataset `/raw/<name>`, if present and readable.
+fn scalar_text(file: &File, name: &str) -> Option<String> {
+    let raw = open_group(file, "raw").ok()??;
+    if !raw.link_exists(name) {
+        return None;
+    }
+    let ds = raw.dataset(name).ok()?;
+    read_text(&ds).ok()
+}

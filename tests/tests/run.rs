@@ -1,0 +1,354 @@
+//! `oect run` end to end on generated experiment files.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use oect_e2e::{library, oect, parquet_files, scratch, show};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Column names and a printable rendering of every value (NaN-safe comparison).
+fn read_table(path: &Path) -> (Vec<String>, Vec<String>) {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut names = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        names = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        columns.resize(batch.num_columns(), String::new());
+        for (i, c) in batch.columns().iter().enumerate() {
+            columns[i].push_str(&format!("{c:?}"));
+        }
+    }
+    (names, columns)
+}
+
+fn float_column(path: &Path, name: &str) -> Vec<f64> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut values = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = batch
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        values.extend(col.as_primitive::<Float64Type>().values().iter());
+    }
+    values
+}
+
+fn attrs(path: &Path) -> serde_json::Value {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap();
+    let text = kv
+        .iter()
+        .find(|e| e.key == "PANDAS_ATTRS")
+        .and_then(|e| e.value.clone())
+        .expect("PANDAS_ATTRS metadata");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn generate(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
+    let out = dir.to_str().unwrap();
+    let mut args = vec!["generate", "-o", out];
+    args.extend_from_slice(extra);
+    let o = oect(&args);
+    assert!(o.status.success(), "{}", show(&o));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "h5"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn basic_config_writes_one_file_per_experiment_then_skips_then_forces() {
+    let dir = scratch("basic");
+    let data = dir.join("data");
+    let out = dir.join("out");
+    let files = generate(
+        &data,
+        &[
+            "--experiments",
+            "3",
+            "--steps",
+            "12",
+            "--transfer-only",
+            "--points",
+            "182",
+        ],
+    );
+    assert_eq!(files.len(), 3);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            data.to_str().unwrap(),
+            "-c",
+            "v2_transfer_basic",
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = oect(&args);
+        assert!(o.status.success(), "{}", show(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+
+    let first = run(&[]);
+    let written: Vec<&serde_json::Value> = first["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == "written")
+        .collect();
+    assert_eq!(written.len(), 3, "{first}");
+    let outputs = parquet_files(&out);
+    assert_eq!(outputs.len(), 3);
+    let (names, first_values) = read_table(&outputs[0]);
+    assert_eq!(
+        names,
+        [
+            "step_index",
+            "gm_max_forward",
+            "gm_max_reverse",
+            "Von_forward",
+            "Von_reverse",
+            "absI_max"
+        ]
+    );
+    let gm = float_column(&outputs[0], "gm_max_forward");
+    assert_eq!(gm.len(), 12);
+    assert!(gm.iter().all(|g| g.is_finite() && *g > 0.0), "{gm:?}");
+    let a = attrs(&outputs[0]);
+    assert_eq!(a["config_name"], "v2_transfer_basic");
+    assert_eq!(a["feature_errors"]["gm_max_forward"], 0);
+    assert!(a["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "oect-transfer"));
+    assert!(outputs[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .contains("-v2_transfer_basic-feat_"));
+
+    let second = run(&[]);
+    assert!(
+        second["experiments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] == "skipped"),
+        "{second}"
+    );
+    assert_eq!(
+        parquet_files(&out),
+        outputs,
+        "skipping must not touch the files"
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // a new timestamp in the name
+    let third = run(&["--force"]);
+    assert!(
+        third["experiments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] == "written"),
+        "{third}"
+    );
+    let replaced = parquet_files(&out);
+    assert_eq!(
+        replaced.len(),
+        3,
+        "no duplicates after --force: {replaced:?}"
+    );
+    assert_ne!(replaced, outputs);
+    assert_eq!(read_table(&replaced[0]).1, first_values);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn modes_and_worker_counts_give_identical_values() {
+    let dir = scratch("modes");
+    let data = dir.join("data");
+    generate(
+        &data,
+        &[
+            "--experiments",
+            "2",
+            "--steps",
+            "700",
+            "--transfer-only",
+            "--ragged",
+            "--points",
+            "120",
+        ],
+    );
+    let mut tables = Vec::new();
+    for (mode, workers) in [
+        ("step", "1"),
+        ("step", "2"),
+        ("experiment", "1"),
+        ("experiment", "2"),
+    ] {
+        let out = dir.join(format!("out-{mode}-{workers}"));
+        let o = oect(&[
+            "run",
+            data.to_str().unwrap(),
+            "-c",
+            "v2_transfer_basic",
+            "-o",
+            out.to_str().unwrap(),
+            "--mode",
+            mode,
+            "-j",
+            workers,
+            "--in-flight",
+            "1",
+        ]);
+        assert!(o.status.success(), "{}", show(&o));
+        let files = parquet_files(&out);
+        assert_eq!(files.len(), 2);
+        tables.push(files.iter().map(|f| read_table(f)).collect::<Vec<_>>());
+    }
+    for t in &tables[1..] {
+        assert_eq!(t, &tables[0]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_panicking_extractor_costs_one_cell_not_the_run() {
+    let dir = scratch("panic");
+    let data = dir.join("data");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let fixture = library("faulty_fixture");
+    std::fs::copy(&fixture, plugins.join(fixture.file_name().unwrap())).unwrap();
+    generate(&data, &["--steps", "6", "--transfer-only"]);
+    let config = dir.join("faulty.yaml");
+    std::fs::write(
+        &config,
+        "features:\n  - {name: boom, extractor: fixture.panic_at, input: transfer, params: {at: 3}}\n  - {name: gm, extractor: transfer.gm_max, input: transfer}\n  - {name: boom2, extractor: fixture.double, input: boom}\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    for mode in ["step", "experiment"] {
+        let o = oect(&[
+            "run",
+            data.to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--force",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains("1 written") && stdout.contains("2 failed steps"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("fixture panic at step 3"), "{stdout}");
+        let files = parquet_files(&out);
+        assert_eq!(files.len(), 1);
+        let boom = float_column(&files[0], "boom");
+        assert!(boom[3].is_nan());
+        assert!(boom
+            .iter()
+            .enumerate()
+            .all(|(i, v)| i == 3 || v.is_finite()));
+        let boom2 = float_column(&files[0], "boom2");
+        assert!(boom2[3].is_nan());
+        assert_eq!(boom2[0], 2.0 * boom[0]);
+        assert!(float_column(&files[0], "gm").iter().all(|v| v.is_finite()));
+        let a = attrs(&files[0]);
+        assert_eq!(a["feature_errors"]["boom"], 1);
+        assert_eq!(a["feature_errors"]["boom2"], 1);
+        assert_eq!(a["feature_errors"]["gm"], 0);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_file_fails_alone() {
+    let dir = scratch("badfile");
+    let data = dir.join("data");
+    generate(
+        &data,
+        &["--experiments", "2", "--steps", "4", "--transfer-only"],
+    );
+    std::fs::write(data.join("broken.h5"), b"this is not HDF5").unwrap();
+    let out = dir.join("out");
+    let o = oect(&[
+        "run",
+        data.to_str().unwrap(),
+        "-c",
+        "v2_quick_analysis",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("2 written") && stdout.contains("1 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("broken.h5"), "{stdout}");
+    assert_eq!(parquet_files(&out).len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn config_errors_stop_before_any_work() {
+    let dir = scratch("badconfig");
+    let data = dir.join("data");
+    generate(&data, &["--steps", "2", "--transfer-only"]);
+    let config = dir.join("typo.yaml");
+    std::fs::write(
+        &config,
+        "features:\n  - {name: g, extractor: transfer.gm_max, input: transfer, params: {direction: sideways}}\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = oect(&[
+        "run",
+        data.to_str().unwrap(),
+        "-c",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("feature 'g'") && stderr.contains("direction"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
