@@ -74,6 +74,13 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run the conformance suite on a plugin library; exit 1 if a check fails.
+    Check {
+        /// The plugin's shared library (e.g. target/release/libmy_plugin.so).
+        library: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +209,18 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Plugins {
             command: PluginsCommand::List { json },
         } => report::plugins(&Registry::discover(&cli.plugin_dirs), json),
+        Command::Plugins {
+            command: PluginsCommand::Check { library, json },
+        } => {
+            let module = crate::plugins::load_module(&library).map_err(anyhow::Error::msg)?;
+            let report = oect_plugin_api::testkit::check(&module, &Default::default());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                println!("{report}");
+            }
+            Ok(if report.passed() { OK } else { PARTIAL })
+        }
         Command::Configs {
             command: ConfigsCommand::List,
         } => {

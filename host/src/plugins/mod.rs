@@ -262,7 +262,7 @@ impl Registry {
 }
 
 /// Loads one library's root module, or explains in one line why it is not usable.
-fn load_module(path: &Path) -> Result<PluginRef, String> {
+pub fn load_module(path: &Path) -> Result<PluginRef, String> {
     let shown = path.display();
     let header = lib_header_from_path(path).map_err(|e| match e {
         LibraryError::GetSymbolError { .. } => {
