@@ -1,0 +1,289 @@
+//! Transient features end to end: AutoTau against the generator's ground truth, and
+//! every shipped config in both modes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::Array;
+use oect_e2e::{oect, parquet_files, scratch, show};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Per step, per cycle `[tau_on, tau_off]` from a nested list column.
+fn tau_column(path: &Path, name: &str) -> Vec<Vec<[f64; 2]>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut steps = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = batch.column_by_name(name).unwrap().as_list::<i32>();
+        for row in 0..col.len() {
+            let cycles = col.value(row);
+            let cycles = cycles.as_list::<i32>();
+            steps.push(
+                (0..cycles.len())
+                    .map(|c| {
+                        let pair = cycles.value(c);
+                        let v = pair.as_primitive::<Float64Type>().values();
+                        [v[0], v[1]]
+                    })
+                    .collect(),
+            );
+        }
+    }
+    steps
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn generate(dir: &Path, args: &[&str]) -> (PathBuf, serde_json::Value) {
+    let mut all = vec!["generate", "-o", dir.to_str().unwrap(), "--transient-only"];
+    all.extend_from_slice(args);
+    let o = oect(&all);
+    assert!(o.status.success(), "{}", show(&o));
+    let h5 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let truth_path = format!("{h5}.truth.json");
+    let truth = serde_json::from_slice(&std::fs::read(&truth_path).unwrap()).unwrap();
+    (PathBuf::from(h5), truth)
+}
+
+#[test]
+fn robust_autotau_recovers_the_generated_time_constants() {
+    let dir = scratch("autotau-truth");
+    let config = dir.join("tau.yaml");
+    std::fs::write(
+        &config,
+        "features:\n  - {name: tau, extractor: transient.tau_on_off, input: transient}\n",
+    )
+    .unwrap();
+    let cases = [
+        ("N", "1e-6", "0", 0.01),
+        ("N", "1e-3", "0", 0.01),
+        ("P", "1e-6", "0", 0.01),
+        ("P", "1e-3", "0", 0.01),
+        ("N", "1e-6", "0.01", 0.03),
+        ("N", "1e-3", "0.01", 0.03),
+        ("P", "1e-6", "0.01", 0.03),
+        ("P", "1e-3", "0.01", 0.03),
+    ];
+    for (k, (device, ion, noise, tolerance)) in cases.iter().enumerate() {
+        let case = format!("{device} ion={ion} noise={noise}");
+        let data = dir.join(format!("data{k}"));
+        let (_, truth) = generate(
+            &data,
+            &[
+                "--steps",
+                "3",
+                "--cycles",
+                "20",
+                "--device-type",
+                device,
+                "--ion",
+                ion,
+                "--noise-abs",
+                "0",
+                "--noise-rel",
+                noise,
+                "--seed",
+                "11",
+            ],
+        );
+        let out = dir.join(format!("out{k}"));
+        let o = oect(&[
+            "run",
+            data.to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{case}: {}", show(&o));
+        let steps = tau_column(&parquet_files(&out)[0], "tau");
+        let truth_steps = truth["transient"].as_array().unwrap();
+        assert_eq!(steps.len(), truth_steps.len(), "{case}");
+        for (s, (cycles, t)) in steps.iter().zip(truth_steps).enumerate() {
+            // AutoTau's tau_on is the rising signal. A P-type device's current is
+            // negative, so its turn-on (|Id| rising) is a falling signal: tau_off.
+            let (on, off) = if *device == "N" { (0, 1) } else { (1, 0) };
+            let got_on = median(cycles.iter().map(|c| c[on]).collect());
+            let got_off = median(cycles.iter().map(|c| c[off]).collect());
+            let want_on = t["tau_on_s"].as_f64().unwrap();
+            let want_off = t["tau_off_s"].as_f64().unwrap();
+            for (what, got, want) in [("tau_on", got_on, want_on), ("tau_off", got_off, want_off)] {
+                let err = (got / want - 1.0).abs();
+                assert!(
+                    err < *tolerance,
+                    "{case}, step {s}: {what} {got} vs truth {want} ({:.2} %)",
+                    100.0 * err
+                );
+            }
+            assert_eq!(cycles.len(), 19, "{case}: 20 periods give 19 whole cycles");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Rendering of every column, for NaN-safe equality.
+fn columns(path: &Path) -> Vec<String> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    reader
+        .flat_map(|b| {
+            let b = b.unwrap();
+            b.columns()
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
+    let dir = scratch("configs");
+    let data = dir.join("data");
+    let o = oect(&[
+        "generate",
+        "-o",
+        data.to_str().unwrap(),
+        "--experiments",
+        "2",
+        "--steps",
+        "4",
+        "--cycles",
+        "12",
+        "--seed",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let listing = oect(&["configs", "list"]);
+    let names: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    for name in &names {
+        let mut tables = Vec::new();
+        for mode in ["step", "experiment"] {
+            let out = dir.join(format!("{name}-{mode}"));
+            let o = oect(&[
+                "run",
+                data.to_str().unwrap(),
+                "-c",
+                name,
+                "-o",
+                out.to_str().unwrap(),
+                "--mode",
+                mode,
+                "-j",
+                "2",
+            ]);
+            assert!(o.status.success(), "{name} {mode}: {}", show(&o));
+            let files = parquet_files(&out);
+            assert_eq!(files.len(), 2, "{name} {mode}");
+            tables.push(files.iter().map(|f| columns(f)).collect::<Vec<_>>());
+        }
+        assert_eq!(
+            tables[0], tables[1],
+            "{name}: step and experiment mode differ"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_cross_kind_expression_with_mismatched_lengths_is_a_clear_error() {
+    let dir = scratch("mismatch");
+    let data = dir.join("data");
+    // One transfer step more than transient steps, like the lab's real files.
+    let o = oect(&[
+        "generate",
+        "-o",
+        data.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--cycles",
+        "8",
+        "--final-transfer",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = dir.join("out");
+    let o = oect(&[
+        "run",
+        data.to_str().unwrap(),
+        "-c",
+        "v2_mixed",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("gm_to_peak_ratio")
+            && stdout.contains("'gm_max_forward' has 4, 'transient_peak' has 3"),
+        "{stdout}"
+    );
+    // The file is still written: 4 rows, transient columns NaN in the last row.
+    assert_eq!(parquet_files(&out).len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unsafe_func_strings_are_refused_before_any_work() {
+    let dir = scratch("unsafe-func");
+    let data = dir.join("data");
+    let o = oect(&[
+        "generate",
+        "-o",
+        data.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--transfer-only",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    for func in [
+        "lambda x: __import__('os').system('touch pwned')",
+        "lambda x: x.__class__",
+        "lambda x: os.system(x)",
+        "lambda x: np.foo(x)",
+    ] {
+        let config = dir.join("evil.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "features:\n  - {{name: g, extractor: transfer.gm_max, input: transfer}}\n  - {{name: evil, func: \"{func}\", input: g}}\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.join("out");
+        let o = oect(&[
+            "run",
+            data.to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{func}: {}", show(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("feature 'evil'") && stderr.contains('^'),
+            "{func}: {stderr}"
+        );
+        assert!(!out.exists(), "{func}: nothing may be written");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
