@@ -109,3 +109,36 @@ fn a_library_that_is_not_a_plugin_is_skipped_with_one_line() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("transfer.gm_max"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_plugin_built_against_another_api_version_is_refused_in_one_line() {
+    let dir = scratch("oldapi");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let lib = library("old_api_fixture");
+    let copy = plugins.join(lib.file_name().unwrap());
+    std::fs::copy(&lib, &copy).unwrap();
+
+    let o = oect(&["plugins", "list", "--plugin-dir", plugins.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", show(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("old_api_fixture"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("0.2.0") && lines[0].contains(env!("CARGO_PKG_VERSION")),
+        "the line names both versions: {stderr}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("transfer.gm_max"));
+
+    let o = oect(&["plugins", "check", copy.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0.2.0"),
+        "{}",
+        show(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

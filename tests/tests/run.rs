@@ -352,3 +352,58 @@ fn config_errors_stop_before_any_work() {
     assert!(!out.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
+    let dir = scratch("timeout");
+    let data = dir.join("data");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let fixture = library("faulty_fixture");
+    std::fs::copy(&fixture, plugins.join(fixture.file_name().unwrap())).unwrap();
+    generate(&data, &["--steps", "6", "--transfer-only"]);
+    let config = dir.join("sleepy.yaml");
+    std::fs::write(
+        &config,
+        "features:\n  - {name: sleepy, extractor: fixture.sleepy, input: transfer, params: {hang_at: 2, inf_at: 4}}\n  - {name: gm, extractor: transfer.gm_max, input: transfer}\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let start = std::time::Instant::now();
+    let o = oect(&[
+        "run",
+        data.to_str().unwrap(),
+        "-c",
+        config.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--step-timeout",
+        "0.5",
+    ]);
+    assert!(
+        start.elapsed().as_secs() < 25,
+        "the hanging step was waited for"
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("1 failed steps, 1 values with NaN/inf"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("step 2") && stdout.contains("step timeout"),
+        "{stdout}"
+    );
+    let files = parquet_files(&out);
+    let sleepy = float_column(&files[0], "sleepy");
+    assert!(sleepy[2].is_nan());
+    assert_eq!(sleepy[4], f64::INFINITY);
+    assert!(sleepy[5].is_finite());
+    let a = attrs(&files[0]);
+    assert_eq!(a["feature_errors"]["sleepy"], 1);
+    assert_eq!(a["feature_nonfinite"]["sleepy"], 1);
+    assert_eq!(a["feature_errors"]["gm"], 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

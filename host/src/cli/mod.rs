@@ -119,6 +119,12 @@ struct RunArgs {
     /// Only experiments of this device number.
     #[arg(long)]
     device_id: Option<String>,
+    /// Give up a step whose extractor call takes longer than this many seconds
+    /// (the step becomes NaN with an error; a feature is not called again after 3
+    /// timeouts). Off by default, because with a limit every call runs on a thread of
+    /// its own, which costs time on cheap extractors.
+    #[arg(long, value_name = "SECONDS")]
+    step_timeout: Option<f64>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -329,7 +335,13 @@ fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
         hash8: graph.content_hash[..8].to_string(),
     };
     let plugins = registry.plugins().cloned().collect();
+    let step_timeout = match args.step_timeout {
+        Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => bail!("--step-timeout must be a positive number of seconds, got {s}"),
+        None => None,
+    };
     let opts = RunOptions {
+        step_timeout,
         mode: args.mode,
         workers,
         in_flight: args.in_flight,
@@ -380,6 +392,7 @@ fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
         chip_id: None,
         device_id: None,
         progress: false,
+        step_timeout: None,
     };
     let summary = exec::run(graph, config, plugins, sink, &inputs, opts);
     report::summary(&summary, &features, false)?;

@@ -150,16 +150,20 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     let written = s.count(|o| matches!(o, Outcome::Written { .. }));
     let skipped = s.count(|o| matches!(o, Outcome::Skipped { .. }));
     let failed = s.count(|o| matches!(o, Outcome::Failed { .. }));
-    let step_errors: usize = s
+    let (step_errors, nonfinite): (usize, usize) = s
         .experiments
         .iter()
         .map(|o| match o {
-            Outcome::Written { step_errors, .. } => *step_errors,
-            _ => 0,
+            Outcome::Written {
+                step_errors,
+                nonfinite_steps,
+                ..
+            } => (*step_errors, *nonfinite_steps),
+            _ => (0, 0),
         })
-        .sum();
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
     println!(
-        "{} experiments: {written} written, {skipped} up to date, {failed} failed; {step_errors} failed steps; {} tasks in {:.2} s ({} mode, {} worker{})",
+        "{} experiments: {written} written, {skipped} up to date, {failed} failed; {step_errors} failed steps, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
         s.experiments.len(),
         s.tasks,
         s.seconds,

@@ -4,11 +4,95 @@
 //! are identical whatever the mode or the number of workers.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use oect_plugin_api::{Channel, Dim, FeatureValue, StepContext, StepInput};
 
-use crate::graph::{Node, Op, Source};
+use crate::graph::{FeatureGraph, Op, Source};
+use crate::plugins::Extractor;
 use crate::source::{Sampling, StepBlock};
+
+/// Timeouts after which a feature is no longer called in this run: a plugin that
+/// hangs would otherwise leave one abandoned thread behind per step.
+const MAX_TIMEOUTS: usize = 3;
+
+/// How extractors are called: directly, or on a watchdog thread with a time limit.
+pub struct Limits {
+    pub step_timeout: Option<Duration>,
+    /// Timeouts so far, per node.
+    timeouts: Vec<AtomicUsize>,
+}
+
+impl Limits {
+    pub fn new(step_timeout: Option<Duration>, nodes: usize) -> Limits {
+        Limits {
+            step_timeout,
+            timeouts: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+}
+
+fn extractor(graph: &FeatureGraph, node: usize) -> &Extractor {
+    match &graph.nodes[node].op {
+        Op::Extract(e) => e,
+        Op::Func(_) => unreachable!("only extractor nodes run per step"),
+    }
+}
+
+/// Calls node `node`'s extractor on one step, under `limits`.
+fn call(
+    graph: &Arc<FeatureGraph>,
+    node: usize,
+    channels: &[Channel<'_>],
+    context: StepContext<'_>,
+    limits: &Limits,
+) -> Result<FeatureValue, String> {
+    let Some(timeout) = limits.step_timeout else {
+        return extractor(graph, node).extract(&StepInput::new(channels, context));
+    };
+    let strikes = &limits.timeouts[node];
+    if strikes.load(Ordering::Relaxed) >= MAX_TIMEOUTS {
+        return Err(format!(
+            "not called: it exceeded the step timeout {MAX_TIMEOUTS} times in this run"
+        ));
+    }
+    // The call may never return, so it gets owned copies and its own thread, which is
+    // abandoned (not joined) when the time is up.
+    let owned: Vec<(String, Vec<u64>, Vec<f64>)> = channels
+        .iter()
+        .map(|c| (c.name.to_string(), c.shape.to_vec(), c.data.to_vec()))
+        .collect();
+    let (experiment, step) = (context.experiment.to_string(), context.step_index);
+    let (period, rate) = (
+        context.period.into_option(),
+        context.sample_rate.into_option(),
+    );
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let graph = Arc::clone(graph);
+    std::thread::Builder::new()
+        .name("oect-step-watchdog".into())
+        .spawn(move || {
+            let channels: Vec<Channel<'_>> = owned
+                .iter()
+                .map(|(n, s, d)| Channel::new(n, s, d))
+                .collect();
+            let context = StepContext::new(&experiment, step).with_sampling(period, rate);
+            let _ = tx.send(extractor(&graph, node).extract(&StepInput::new(&channels, context)));
+        })
+        .map_err(|e| format!("cannot start a thread for the step: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => {
+            strikes.fetch_add(1, Ordering::Relaxed);
+            Err(format!(
+                "took longer than the step timeout ({} s); abandoned",
+                timeout.as_secs_f64()
+            ))
+        }
+    }
+}
 
 /// Values of one per-step feature for a range of steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,15 +211,15 @@ fn channel_names(source: Source) -> (&'static str, &'static str) {
 
 /// Runs a node that reads a data source over every step of `block`.
 pub fn source_chunk(
-    node: &Node,
+    graph: &Arc<FeatureGraph>,
+    node: usize,
     source: Source,
     block: &StepBlock,
     experiment: &str,
     sampling: &[Option<Sampling>],
+    limits: &Limits,
 ) -> Part {
-    let Op::Extract(extractor) = &node.op else {
-        unreachable!("only extractor nodes run per step")
-    };
+    let declared = &extractor(graph, node).shape;
     let (x_name, y_name) = channel_names(source);
     let mut part = Part::with_capacity(block.first_step, block.n_steps());
     for k in 0..block.n_steps() {
@@ -149,8 +233,8 @@ pub fn source_chunk(
         let s = sampling.get(step).copied().flatten();
         let context = StepContext::new(experiment, step as u64)
             .with_sampling(s.map(|s| s.period), s.map(|s| s.sample_rate));
-        let result = extractor.extract(&StepInput::new(&channels, context));
-        part.push(step, result, &extractor.shape);
+        let result = call(graph, node, &channels, context, limits);
+        part.push(step, result, declared);
     }
     part
 }
@@ -158,15 +242,15 @@ pub fn source_chunk(
 /// Runs a node that reads other per-step features over `range`, given their parts
 /// for exactly that range (in the node's input order).
 pub fn derived_chunk(
-    node: &Node,
+    graph: &Arc<FeatureGraph>,
+    node: usize,
     input_names: &[&str],
     inputs: &[&Part],
     range: Range<usize>,
     experiment: &str,
+    limits: &Limits,
 ) -> Part {
-    let Op::Extract(extractor) = &node.op else {
-        unreachable!("only extractor nodes run per step")
-    };
+    let declared = &extractor(graph, node).shape;
     let mut part = Part::with_capacity(range.start, range.len());
     for (k, step) in range.enumerate() {
         let mut missing = None;
@@ -179,12 +263,15 @@ pub fn derived_chunk(
         }
         let result = match missing {
             Some(name) => Err(format!("input '{name}' failed at this step")),
-            None => extractor.extract(&StepInput::new(
+            None => call(
+                graph,
+                node,
                 &channels,
                 StepContext::new(experiment, step as u64),
-            )),
+                limits,
+            ),
         };
-        part.push(step, result, &extractor.shape);
+        part.push(step, result, declared);
     }
     part
 }

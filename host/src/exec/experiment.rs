@@ -62,7 +62,15 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                 }
                 ctx.tasks.fetch_add(1, Ordering::Relaxed);
                 let part = if node.inputs == [Input::Source(source)] {
-                    compute::source_chunk(node, source, &block, &prep.id, &prep.sampling)
+                    compute::source_chunk(
+                        &ctx.graph,
+                        i,
+                        source,
+                        &block,
+                        &prep.id,
+                        &prep.sampling,
+                        &ctx.limits,
+                    )
                 } else {
                     let names: Vec<&str> = node
                         .inputs
@@ -80,7 +88,15 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                             Input::Source(_) => None,
                         })
                         .collect();
-                    compute::derived_chunk(node, &names, &inputs, range.clone(), &prep.id)
+                    compute::derived_chunk(
+                        &ctx.graph,
+                        i,
+                        &names,
+                        &inputs,
+                        range.clone(),
+                        &prep.id,
+                        &ctx.limits,
+                    )
                 };
                 chunk_parts[i] = Some(part);
             }

@@ -54,18 +54,22 @@ pub struct RunOptions {
     pub chip_id: Option<String>,
     pub device_id: Option<String>,
     pub progress: bool,
+    /// Longest time one extractor call may take before its step is given up.
+    pub step_timeout: Option<Duration>,
 }
 
 /// What happened to one input file.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
-    /// Written; `step_errors` cells are NaN because a step failed.
+    /// Written; `step_errors` cells are NaN because a step failed, and
+    /// `nonfinite_steps` values hold NaN or ±inf returned by an extractor.
     Written {
         input: PathBuf,
         output: PathBuf,
         rows: usize,
         step_errors: usize,
+        nonfinite_steps: usize,
         errors: Vec<StepError>,
     },
     /// An up-to-date output already exists.
@@ -116,7 +120,8 @@ impl Summary {
 
 /// Everything the workers share.
 struct Ctx {
-    graph: FeatureGraph,
+    graph: Arc<FeatureGraph>,
+    limits: compute::Limits,
     config: FeatureConfig,
     plugins: Vec<PluginDoc>,
     sink: Sink,
@@ -248,6 +253,7 @@ impl Ctx {
         let rows = prep.steps.values().copied().max().unwrap_or(0);
         let table = table::assemble(&self.graph, columns, rows);
         let step_errors: usize = table.error_counts.values().sum();
+        let nonfinite_steps: usize = table.nonfinite_counts.values().sum();
         let attrs = serde_json::json!({
             "chip_id": prep.exp.chip_id,
             "device_id": prep.exp.device_id,
@@ -267,6 +273,7 @@ impl Ctx {
             "multidim_features": table.expanded_features,
             "nested_features": table.nested_features,
             "feature_errors": table.error_counts,
+            "feature_nonfinite": table.nonfinite_counts,
             "errors": table.errors.iter().take(100).collect::<Vec<_>>(),
         });
         match self
@@ -278,6 +285,7 @@ impl Ctx {
                 output,
                 rows,
                 step_errors,
+                nonfinite_steps,
                 errors: table.errors,
             },
             Err(e) => Outcome::Failed {
@@ -300,7 +308,8 @@ pub fn run(
     let start = Instant::now();
     let bar = progress_bar(inputs.len(), opts.progress);
     let ctx = Arc::new(Ctx {
-        graph,
+        limits: compute::Limits::new(opts.step_timeout, graph.nodes.len()),
+        graph: Arc::new(graph),
         config,
         plugins,
         sink,

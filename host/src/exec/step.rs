@@ -140,11 +140,13 @@ fn read_experiment(
                 ctx.tasks.fetch_add(1, Ordering::Relaxed);
                 pool.spawn(move || {
                     let part = compute::source_chunk(
-                        &ctx2.graph.nodes[node],
+                        &ctx2.graph,
+                        node,
                         source,
                         &data.block,
                         &prep.id,
                         &prep.sampling,
+                        &ctx2.limits,
                     );
                     drop(data);
                     let _ = tx.send(Msg::Part {
@@ -290,7 +292,8 @@ fn spawn_ready(
                 .collect();
             let refs: Vec<&Part> = inputs.iter().map(Arc::as_ref).collect();
             let range = refs[0].first..refs[0].first + refs[0].len();
-            let part = compute::derived_chunk(node, &names, &refs, range, &prep.id);
+            let part =
+                compute::derived_chunk(&ctx.graph, d, &names, &refs, range, &prep.id, &ctx.limits);
             let _ = tx.send(Msg::Part {
                 exp,
                 node: d,

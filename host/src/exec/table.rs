@@ -43,6 +43,10 @@ pub struct Table {
     pub columns: Vec<OutColumn>,
     /// Failed cells per feature (0 for clean features).
     pub error_counts: BTreeMap<String, usize>,
+    /// Steps whose value holds NaN or ±inf, per extractor feature. Not errors: several
+    /// extractors return NaN by design (no fit, padding), but a researcher should see
+    /// how many there are.
+    pub nonfinite_counts: BTreeMap<String, usize>,
     pub errors: Vec<StepError>,
     /// Features stored as one Float64 column.
     pub scalar_features: Vec<String>,
@@ -59,6 +63,7 @@ pub fn assemble(graph: &FeatureGraph, mut steps: Vec<Option<Part>>, rows: usize)
         rows,
         columns: Vec::new(),
         error_counts: BTreeMap::new(),
+        nonfinite_counts: BTreeMap::new(),
         errors: Vec::new(),
         scalar_features: Vec::new(),
         expanded_features: BTreeMap::new(),
@@ -73,6 +78,13 @@ pub fn assemble(graph: &FeatureGraph, mut steps: Vec<Option<Part>>, rows: usize)
                 table
                     .error_counts
                     .insert(node.name.clone(), part.errors.len());
+                let nonfinite = (0..part.len())
+                    .filter(|&k| {
+                        part.step(k)
+                            .is_some_and(|(_, v)| v.iter().any(|x| !x.is_finite()))
+                    })
+                    .count();
+                table.nonfinite_counts.insert(node.name.clone(), nonfinite);
                 table
                     .errors
                     .extend(part.errors.iter().map(|(step, message)| StepError {

@@ -31,6 +31,7 @@ fn table() -> Table {
             },
         ],
         error_counts: BTreeMap::from([("gm".into(), 1), ("tau".into(), 1)]),
+        nonfinite_counts: BTreeMap::new(),
         errors: Vec::new(),
         scalar_features: vec!["gm".into()],
         expanded_features: BTreeMap::new(),
