@@ -1,9 +1,15 @@
 //! Helpers for the end-to-end tests in `tests/`: they drive the real `oect` binary
 //! and the plugin libraries that `cargo test --workspace` builds next to it.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// `target/<profile>`, where cargo puts the `oect` binary and the plugin libraries.
 pub fn target_dir() -> PathBuf {
@@ -102,4 +108,76 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+/// Runs `oect generate -o dir ARGS...` and returns the written `.h5` files.
+pub fn generate(dir: &Path, args: &[&str]) -> Vec<PathBuf> {
+    let mut all = vec!["generate", "-o", dir.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    let o = oect(&all);
+    assert!(o.status.success(), "{}", show(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn batches(path: &Path) -> Vec<RecordBatch> {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("a Parquet file")
+        .build()
+        .expect("a reader")
+        .map(|b| b.expect("a record batch"))
+        .collect()
+}
+
+/// Column names, and a rendering of every column's values (equal renderings mean
+/// equal values, NaN included).
+pub fn read_table(path: &Path) -> (Vec<String>, Vec<String>) {
+    let mut names = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    for batch in batches(path) {
+        names = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        columns.resize(batch.num_columns(), String::new());
+        for (i, c) in batch.columns().iter().enumerate() {
+            columns[i].push_str(&format!("{c:?}"));
+        }
+    }
+    (names, columns)
+}
+
+/// The values of a Float64 column.
+pub fn float_column(path: &Path, name: &str) -> Vec<f64> {
+    batches(path)
+        .iter()
+        .flat_map(|b| {
+            let col = b
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("no column {name}"));
+            col.as_primitive::<Float64Type>().values().to_vec()
+        })
+        .collect()
+}
+
+/// The `PANDAS_ATTRS` metadata of an output file.
+pub fn attrs(path: &Path) -> serde_json::Value {
+    let file = File::open(path).expect("output file");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("a Parquet file");
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .expect("key-value metadata");
+    let text = kv
+        .iter()
+        .find(|e| e.key == "PANDAS_ATTRS")
+        .and_then(|e| e.value.clone())
+        .expect("PANDAS_ATTRS metadata");
+    serde_json::from_str(&text).expect("JSON metadata")
 }

@@ -1,82 +1,8 @@
 //! `oect run` end to end on generated experiment files.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-
-use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
-use oect_e2e::{library, oect, parquet_files, scratch, show};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-/// Column names and a printable rendering of every value (NaN-safe comparison).
-fn read_table(path: &Path) -> (Vec<String>, Vec<String>) {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut names = Vec::new();
-    let mut columns: Vec<String> = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        names = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        columns.resize(batch.num_columns(), String::new());
-        for (i, c) in batch.columns().iter().enumerate() {
-            columns[i].push_str(&format!("{c:?}"));
-        }
-    }
-    (names, columns)
-}
-
-fn float_column(path: &Path, name: &str) -> Vec<f64> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut values = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        let col = batch
-            .column_by_name(name)
-            .unwrap_or_else(|| panic!("no column {name}"));
-        values.extend(col.as_primitive::<Float64Type>().values().iter());
-    }
-    values
-}
-
-fn attrs(path: &Path) -> serde_json::Value {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
-    let kv = reader
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .unwrap();
-    let text = kv
-        .iter()
-        .find(|e| e.key == "PANDAS_ATTRS")
-        .and_then(|e| e.value.clone())
-        .expect("PANDAS_ATTRS metadata");
-    serde_json::from_str(&text).unwrap()
-}
-
-fn generate(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
-    let out = dir.to_str().unwrap();
-    let mut args = vec!["generate", "-o", out];
-    args.extend_from_slice(extra);
-    let o = oect(&args);
-    assert!(o.status.success(), "{}", show(&o));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "h5"))
-        .collect();
-    files.sort();
-    files
-}
+use oect_e2e::{
+    attrs, float_column, generate, library, oect, parquet_files, read_table, scratch, show,
+};
 
 #[test]
 fn basic_config_writes_one_file_per_experiment_then_skips_then_forces() {

@@ -2,12 +2,12 @@
 //! every shipped config in both modes.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::Array;
-use oect_e2e::{oect, parquet_files, scratch, show};
+use oect_e2e::{generate, oect, parquet_files, read_table, scratch, show};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Per step, per cycle `[tau_on, tau_off]` from a nested list column.
@@ -43,19 +43,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn generate(dir: &Path, args: &[&str]) -> (PathBuf, serde_json::Value) {
-    let mut all = vec!["generate", "-o", dir.to_str().unwrap(), "--transient-only"];
+/// A transient-only experiment and its ground truth.
+fn generate_with_truth(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--transient-only"];
     all.extend_from_slice(args);
-    let o = oect(&all);
-    assert!(o.status.success(), "{}", show(&o));
-    let h5 = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    let truth_path = format!("{h5}.truth.json");
-    let truth = serde_json::from_slice(&std::fs::read(&truth_path).unwrap()).unwrap();
-    (PathBuf::from(h5), truth)
+    let h5 = generate(dir, &all).remove(0);
+    let truth = std::fs::read(format!("{}.truth.json", h5.display())).unwrap();
+    serde_json::from_slice(&truth).unwrap()
 }
 
 #[test]
@@ -80,7 +74,7 @@ fn robust_autotau_recovers_the_generated_time_constants() {
     for (k, (device, ion, noise, tolerance)) in cases.iter().enumerate() {
         let case = format!("{device} ion={ion} noise={noise}");
         let data = dir.join(format!("data{k}"));
-        let (_, truth) = generate(
+        let truth = generate_with_truth(
             &data,
             &[
                 "--steps",
@@ -134,23 +128,6 @@ fn robust_autotau_recovers_the_generated_time_constants() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Rendering of every column, for NaN-safe equality.
-fn columns(path: &Path) -> Vec<String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap();
-    reader
-        .flat_map(|b| {
-            let b = b.unwrap();
-            b.columns()
-                .iter()
-                .map(|c| format!("{c:?}"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
     let dir = scratch("configs");
@@ -194,7 +171,7 @@ fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
             assert!(o.status.success(), "{name} {mode}: {}", show(&o));
             let files = parquet_files(&out);
             assert_eq!(files.len(), 2, "{name} {mode}");
-            tables.push(files.iter().map(|f| columns(f)).collect::<Vec<_>>());
+            tables.push(files.iter().map(|f| read_table(f)).collect::<Vec<_>>());
         }
         assert_eq!(
             tables[0], tables[1],

@@ -1,5 +1,6 @@
 //! The `oect` command line: parses arguments and wires the stages together.
 
+mod batch;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,70 @@ enum Command {
         #[command(subcommand)]
         command: ConfigsCommand,
     },
+    /// Which experiments of a batch have an up-to-date output, and which shards lack some.
+    Status(StatusArgs),
+    /// Run a batch as a Slurm job array, one task per shard.
+    Slurm {
+        #[command(subcommand)]
+        command: SlurmCommand,
+    },
+    /// Merge one config's outputs into a single Parquet file (chip_id, device_id first).
+    Collect {
+        /// Output folder of `oect run`.
+        out_dir: PathBuf,
+        /// Config whose outputs are merged.
+        #[arg(short, long)]
+        config: String,
+        /// The merged file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Experiment files (.h5) or folders searched recursively, as given to `run`.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(short, long)]
+    config: String,
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Number of shards the batch is split into.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum SlurmCommand {
+    /// Write an sbatch array script (one task per shard) and submit it.
+    Submit(SubmitArgs),
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    #[command(flatten)]
+    batch: StatusArgs,
+    #[arg(long, value_enum, default_value_t = Mode::Step)]
+    mode: Mode,
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    partition: Option<String>,
+    /// Time limit per task, in Slurm's format (e.g. 02:00:00).
+    #[arg(long)]
+    time: Option<String>,
+    /// CPUs per task; each task runs that many workers.
+    #[arg(long, default_value_t = 1)]
+    cpus_per_task: usize,
+    /// Only submit the shards that still have experiments without an up-to-date output.
+    #[arg(long)]
+    resume: bool,
+    /// Print the script instead of submitting it.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +190,9 @@ struct RunArgs {
     /// its own, which costs time on cheap extractors.
     #[arg(long, value_name = "SECONDS")]
     step_timeout: Option<f64>,
+    /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<batch::Shard>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -227,6 +295,22 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(if report.passed() { OK } else { PARTIAL })
         }
+        Command::Status(args) => status(&cli.plugin_dirs, &args),
+        Command::Slurm {
+            command: SlurmCommand::Submit(args),
+        } => submit(&cli.plugin_dirs, &args),
+        Command::Collect {
+            out_dir,
+            config,
+            output,
+        } => {
+            let (experiments, rows) = batch::collect(&out_dir, &config, &output)?;
+            println!(
+                "{}: {experiments} experiments, {rows} rows",
+                output.display()
+            );
+            Ok(OK)
+        }
         Command::Configs {
             command: ConfigsCommand::List,
         } => {
@@ -324,7 +408,10 @@ fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
     }
     let config = config::load(&args.config)?;
     let graph = FeatureGraph::build(&config, &registry)?;
-    let inputs = collect_inputs(&args.inputs)?;
+    let mut inputs = collect_inputs(&args.inputs)?;
+    if let Some(shard) = args.shard {
+        inputs = shard.select(inputs);
+    }
     let workers = args.workers.unwrap_or_else(default_workers);
     if workers == 0 {
         bail!("--workers must be at least 1");
@@ -350,8 +437,18 @@ fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
         device_id: args.device_id,
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
+    exec::stop_on_signals().context("cannot install the Ctrl-C handler")?;
     let summary = exec::run(graph, config, plugins, sink, &inputs, opts);
     report::summary(&summary, &args.out, args.json)?;
+    if summary.interrupted {
+        /// The shell's status for a command stopped by SIGINT.
+        const INTERRUPTED: u8 = 130;
+        let left = summary.count(|o| matches!(o, exec::Outcome::Interrupted { .. }));
+        eprintln!(
+            "interrupted: {left} experiments not done and nothing partial written; run the same command again to finish them"
+        );
+        return Ok(INTERRUPTED);
+    }
     Ok(if summary.all_ok() { OK } else { PARTIAL })
 }
 
@@ -398,4 +495,149 @@ fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
     report::summary(&summary, &features, false)?;
     report::demo_table(&summary)?;
     Ok(if summary.all_ok() { OK } else { PARTIAL })
+}
+
+/// The sink a batch's outputs go to, as `run` would build it.
+fn batch_sink(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Sink> {
+    let registry = Registry::discover(plugin_dirs);
+    let config = config::load(config)?;
+    let graph = FeatureGraph::build(&config, &registry)?;
+    Ok(Sink {
+        out_dir: out.to_path_buf(),
+        config_name: config.name.clone(),
+        hash8: graph.content_hash[..8].to_string(),
+    })
+}
+
+fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
+    let sink = batch_sink(plugin_dirs, &args.config, &args.out)?;
+    let files = collect_inputs(&args.inputs)?;
+    let states = batch::status(&files, &sink, args.shards);
+    let count = |want: fn(&batch::State) -> bool| states.iter().filter(|s| want(&s.2)).count();
+    let mut incomplete: Vec<usize> = states
+        .iter()
+        .filter(|s| s.2 != batch::State::Done)
+        .map(|s| s.1)
+        .collect();
+    incomplete.dedup();
+    incomplete.sort_unstable();
+    incomplete.dedup();
+    if args.json {
+        let doc = serde_json::json!({
+            "experiments": states.iter().map(|(f, shard, state)| serde_json::json!({
+                "input": f, "shard": shard, "state": state,
+            })).collect::<Vec<_>>(),
+            "incomplete_shards": incomplete,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "{} experiments: {} done, {} missing, {} failed; shards with work left: {:?}",
+            states.len(),
+            count(|s| *s == batch::State::Done),
+            count(|s| *s == batch::State::Missing),
+            count(|s| matches!(s, batch::State::Failed(_))),
+            incomplete
+        );
+        for (f, shard, state) in &states {
+            match state {
+                batch::State::Missing => println!("  missing (shard {shard}) {}", f.display()),
+                batch::State::Failed(why) => {
+                    println!("  FAILED (shard {shard}) {}: {why}", f.display())
+                }
+                batch::State::Done => {}
+            }
+        }
+    }
+    Ok(if incomplete.is_empty() { OK } else { PARTIAL })
+}
+
+fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
+    let b = &args.batch;
+    if b.shards == 0 || args.cpus_per_task == 0 {
+        bail!("--shards and --cpus-per-task must be at least 1");
+    }
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let indices: Vec<usize> = if args.resume {
+        let sink = batch_sink(plugin_dirs, &b.config, &b.out)?;
+        let files = collect_inputs(&b.inputs)?;
+        let mut left: Vec<usize> = batch::status(&files, &sink, b.shards)
+            .into_iter()
+            .filter(|s| s.2 != batch::State::Done)
+            .map(|s| s.1)
+            .collect();
+        left.sort_unstable();
+        left.dedup();
+        left
+    } else {
+        (0..b.shards).collect()
+    };
+    if indices.is_empty() {
+        println!("nothing to submit: every experiment has an up-to-date output");
+        return Ok(OK);
+    }
+    let mut run_args: Vec<String> = b
+        .inputs
+        .iter()
+        .map(|p| absolute(p).display().to_string())
+        .collect();
+    let config = if Path::new(&b.config).exists() {
+        absolute(Path::new(&b.config)).display().to_string()
+    } else {
+        b.config.clone()
+    };
+    run_args.extend([
+        "-c".into(),
+        config,
+        "-o".into(),
+        absolute(&b.out).display().to_string(),
+    ]);
+    run_args.extend(["--mode".into(), format!("{:?}", args.mode).to_lowercase()]);
+    if args.force {
+        run_args.push("--force".into());
+    }
+    for dir in plugin_dirs {
+        run_args.extend(["--plugin-dir".into(), absolute(dir).display().to_string()]);
+    }
+    let oect = std::env::current_exe().context("locating the oect binary")?;
+    let log_dir = absolute(&b.out).join("slurm-logs");
+    let script = batch::sbatch_script(&batch::ArrayJob {
+        oect: &oect,
+        run_args: &run_args,
+        shards: b.shards,
+        indices: &indices,
+        partition: args.partition.as_deref(),
+        time: args.time.as_deref(),
+        cpus_per_task: args.cpus_per_task,
+        log_dir: &log_dir,
+    });
+    if args.dry_run {
+        print!("{script}");
+        return Ok(OK);
+    }
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("{}: cannot create", log_dir.display()))?;
+    let script_path = log_dir.join("oect-array.sbatch");
+    std::fs::write(&script_path, &script)
+        .with_context(|| format!("{}: cannot write", script_path.display()))?;
+    let out = std::process::Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&script_path)
+        .output()
+        .context("running sbatch (is Slurm installed and on PATH?)")?;
+    if !out.status.success() {
+        bail!(
+            "sbatch failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let job = String::from_utf8_lossy(&out.stdout);
+    let job = job.trim().split(';').next().unwrap_or("").to_string();
+    println!("{job}");
+    eprintln!(
+        "submitted job array {job}: shards {indices:?} of {}; logs in {}",
+        b.shards,
+        log_dir.display()
+    );
+    Ok(OK)
 }

@@ -150,6 +150,12 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     let written = s.count(|o| matches!(o, Outcome::Written { .. }));
     let skipped = s.count(|o| matches!(o, Outcome::Skipped { .. }));
     let failed = s.count(|o| matches!(o, Outcome::Failed { .. }));
+    let interrupted = s.count(|o| matches!(o, Outcome::Interrupted { .. }));
+    let interrupted = if interrupted > 0 {
+        format!(", {interrupted} interrupted")
+    } else {
+        String::new()
+    };
     let (step_errors, nonfinite): (usize, usize) = s
         .experiments
         .iter()
@@ -163,7 +169,7 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
         })
         .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
     println!(
-        "{} experiments: {written} written, {skipped} up to date, {failed} failed; {step_errors} failed steps, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
+        "{} experiments: {written} written, {skipped} up to date, {failed} failed{interrupted}; {step_errors} failed steps, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
         s.experiments.len(),
         s.tasks,
         s.seconds,

@@ -118,3 +118,38 @@ fn files_are_checked_for_existence_and_format() {
     assert_eq!(load(yaml.to_str().unwrap()).unwrap().name, "mine");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A valid config to mutate: both forms, params, a derived feature.
+    const SEED: &str = "version: 2\ndata_type: transfer\nfeatures:\n  - name: gm\n    extractor: transfer.gm_max\n    input: transfer\n    params: {direction: forward, device_type: N}\n  - name: r\n    func: \"lambda g: g * 2\"\n    input: [gm]\n";
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Arbitrary text is a config or a clean error, never a panic.
+        #[test]
+        fn parse_never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+            let _ = parse("t", "t.yaml", &text);
+        }
+
+        /// Valid configs with a byte range replaced by YAML-ish noise.
+        #[test]
+        fn parse_never_panics_on_mutated_configs(
+            at in 0..SEED.len(),
+            cut in 0usize..12,
+            noise in "[ \\-:\\[\\]{},'\"\\n#&*!|>%@`a-z0-9]{0,12}",
+        ) {
+            let mut text = SEED.as_bytes().to_vec();
+            let end = (at + cut).min(text.len());
+            text.splice(at..end, noise.bytes());
+            let text = String::from_utf8_lossy(&text);
+            if let Err(e) = parse("t", "t.yaml", &text) {
+                prop_assert!(e.to_string().starts_with("t.yaml: "), "{e}");
+            }
+        }
+    }
+}

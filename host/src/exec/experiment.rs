@@ -25,6 +25,10 @@ pub(super) fn run(
             .par_iter()
             .with_max_len(1)
             .map(|path| {
+                if super::stopping() {
+                    let input = path.clone();
+                    return Outcome::Interrupted { input };
+                }
                 let outcome = match ctx.prepare(path) {
                     Ok(prep) => compute_experiment(ctx, &prep),
                     Err(outcome) => outcome,
@@ -41,6 +45,10 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
     let mut columns: Vec<Option<Part>> = vec![None; graph.nodes.len()];
     for (&source, ranges) in &prep.chunks {
         for range in ranges {
+            if super::stopping() {
+                let input = prep.exp.path.clone();
+                return Outcome::Interrupted { input };
+            }
             let block = match source {
                 Source::Transfer => prep.exp.read_transfer(range.clone()),
                 Source::Transient => prep.exp.read_transient(range.clone()),

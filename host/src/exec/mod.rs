@@ -21,7 +21,8 @@ pub mod table;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -33,6 +34,30 @@ use crate::sink::Sink;
 use crate::source::{Experiment, Sampling};
 use compute::Part;
 use table::StepError;
+
+/// Set by SIGINT / SIGTERM; the reader, the scheduler loops and experiment mode check it
+/// between chunks, so a stop leaves only whole files (or none) behind.
+fn stop_flag() -> &'static Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
+}
+
+/// True once a stop was requested.
+pub fn stopping() -> bool {
+    stop_flag().load(Ordering::Relaxed)
+}
+
+/// Makes SIGINT and SIGTERM request a clean stop; a second one exits at once with
+/// status 130 (temporary files it leaves are removed by the next run).
+pub fn stop_on_signals() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(stop_flag()))?;
+        signal_hook::flag::register(signal, Arc::clone(stop_flag()))?;
+    }
+    Ok(())
+}
 
 /// How tasks are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -78,6 +103,8 @@ pub enum Outcome {
     Failed { input: PathBuf, reason: String },
     /// Excluded by `--chip-id` / `--device-id`.
     Filtered { input: PathBuf },
+    /// Not finished because the run was stopped (Ctrl-C); nothing was written.
+    Interrupted { input: PathBuf },
 }
 
 impl Outcome {
@@ -86,7 +113,8 @@ impl Outcome {
             Outcome::Written { input, .. }
             | Outcome::Skipped { input, .. }
             | Outcome::Failed { input, .. }
-            | Outcome::Filtered { input } => input,
+            | Outcome::Filtered { input }
+            | Outcome::Interrupted { input } => input,
         }
     }
 }
@@ -101,6 +129,8 @@ pub struct Summary {
     /// Per-step extractor tasks run (feature × chunk of steps).
     pub tasks: usize,
     pub seconds: f64,
+    /// The run was stopped by a signal before every experiment was done.
+    pub interrupted: bool,
 }
 
 impl Summary {
@@ -113,7 +143,7 @@ impl Summary {
         self.experiments.iter().all(|o| match o {
             Outcome::Written { step_errors, .. } => *step_errors == 0,
             Outcome::Skipped { .. } | Outcome::Filtered { .. } => true,
-            Outcome::Failed { .. } => false,
+            Outcome::Failed { .. } | Outcome::Interrupted { .. } => false,
         })
     }
 }
@@ -154,7 +184,7 @@ fn chunk_ranges(n_steps: usize, points_per_step: usize) -> Vec<Range<usize>> {
 
 /// A fingerprint of the source file (size and modification time), so that a replaced
 /// or re-converted file is recomputed.
-fn source_hash(path: &Path) -> Result<String, String> {
+pub fn source_hash(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     let mtime = meta
         .modified()
@@ -306,6 +336,7 @@ pub fn run(
     opts: RunOptions,
 ) -> Summary {
     let start = Instant::now();
+    sink.remove_stale_temps();
     let bar = progress_bar(inputs.len(), opts.progress);
     let ctx = Arc::new(Ctx {
         limits: compute::Limits::new(opts.step_timeout, graph.nodes.len()),
@@ -329,12 +360,16 @@ pub fn run(
         .collect();
     outcomes.sort_by_key(|o| order.get(o.input()).copied().unwrap_or(usize::MAX));
     outcomes.retain(|o| !matches!(o, Outcome::Filtered { .. }));
+    let outcomes_interrupted = outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Interrupted { .. }));
     Summary {
         mode: opts.mode,
         workers: opts.workers,
         experiments: outcomes,
-        tasks: ctx.tasks.load(std::sync::atomic::Ordering::Relaxed),
+        tasks: ctx.tasks.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
+        interrupted: outcomes_interrupted,
     }
 }
 

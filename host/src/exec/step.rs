@@ -22,8 +22,9 @@ enum Msg {
         chunk: usize,
         part: Part,
     },
-    /// Reading experiment `exp` failed after it began.
-    Abort { exp: usize, reason: String },
+    /// Experiment `exp` was given up after it began: reading failed (`Some(reason)`)
+    /// or the run is stopping (`None`).
+    Abort { exp: usize, reason: Option<String> },
     /// An experiment that needed no computing (skipped, failed to open, filtered).
     Settled(Outcome),
     /// Nothing more will come from the reader.
@@ -85,6 +86,11 @@ fn read_all(
     permits_rx: &Receiver<()>,
 ) {
     for (exp, path) in inputs.iter().enumerate() {
+        if super::stopping() {
+            let input = path.clone();
+            let _ = tx.send(Msg::Settled(Outcome::Interrupted { input }));
+            continue;
+        }
         let prep = match ctx.prepare(path) {
             Ok(p) => Arc::new(p),
             Err(outcome) => {
@@ -114,18 +120,23 @@ fn read_experiment(
     tx: &Sender<Msg>,
     permits: &Sender<()>,
     permits_rx: &Receiver<()>,
-) -> Result<(), String> {
+) -> Result<(), Option<String>> {
     for (&source, ranges) in &prep.chunks {
         let readers: Vec<usize> = (0..ctx.graph.nodes.len())
             .filter(|&i| ctx.graph.nodes[i].inputs == [Input::Source(source)])
             .collect();
         for (chunk, range) in ranges.iter().enumerate() {
-            permits.send(()).map_err(|_| "run stopped".to_string())?;
+            if super::stopping() {
+                return Err(None);
+            }
+            permits
+                .send(())
+                .map_err(|_| Some("run stopped".to_string()))?;
             let block = match source {
                 Source::Transfer => prep.exp.read_transfer(range.clone()),
                 Source::Transient => prep.exp.read_transient(range.clone()),
             }
-            .map_err(|e| e.message)?;
+            .map_err(|e| Some(e.message))?;
             let data = Arc::new(Chunk {
                 block,
                 permits: permits_rx.clone(),
@@ -216,13 +227,12 @@ fn consume(
             Msg::Abort { exp, reason } => {
                 if let Some(p) = open.remove(&exp) {
                     let _ = slots.recv();
-                    settle(
-                        &mut outcomes,
-                        Outcome::Failed {
-                            input: p.prep.exp.path.clone(),
-                            reason,
-                        },
-                    );
+                    let input = p.prep.exp.path.clone();
+                    let outcome = match reason {
+                        Some(reason) => Outcome::Failed { input, reason },
+                        None => Outcome::Interrupted { input },
+                    };
+                    settle(&mut outcomes, outcome);
                 }
             }
             Msg::Part {

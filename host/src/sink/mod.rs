@@ -88,6 +88,34 @@ impl Sink {
         files
     }
 
+    /// Removes temporary files that killed runs left in the output folder: hidden
+    /// `.NAME.parquet.HOST.PID.tmp` files of this host whose writer process no longer
+    /// exists. Files of live runs sharing the folder are kept, and so are those of other
+    /// hosts (a shared folder on a cluster) and everything when `/proc` is not there to
+    /// tell. Call it before this process writes: its own PID counts as gone, since a
+    /// file under it can only come from an earlier process that had the PID.
+    pub fn remove_stale_temps(&self) -> Vec<PathBuf> {
+        let proc = Path::new("/proc");
+        if !proc.join("self").exists() {
+            return Vec::new();
+        }
+        let Ok(entries) = std::fs::read_dir(&self.out_dir) else {
+            return Vec::new();
+        };
+        let (host, own) = (host_name(), std::process::id());
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                let writer = p.file_name().and_then(|n| n.to_str()).and_then(temp_writer);
+                writer.is_some_and(|(h, pid)| {
+                    h == host && (pid == own || !proc.join(pid.to_string()).exists())
+                })
+            })
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .collect()
+    }
+
     /// An existing output that is complete for this config and source, if any.
     pub fn up_to_date(&self, chip: &str, device: &str, source_hash: &str) -> Option<PathBuf> {
         let suffix = format!("_{}.parquet", self.hash8);
@@ -112,9 +140,11 @@ impl Sink {
             self.hash8
         );
         let path = self.out_dir.join(&name);
-        let tmp = self
-            .out_dir
-            .join(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = self.out_dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            host_name(),
+            std::process::id()
+        ));
         let err = |p: &Path, m: String| SinkError {
             path: p.to_path_buf(),
             message: m,
@@ -143,6 +173,26 @@ impl Sink {
         }
         Ok(path)
     }
+}
+
+/// This machine's name as it appears in temporary file names (PIDs are per host).
+fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        match sanitize(name.trim()) {
+            n if n.is_empty() => "localhost".to_string(),
+            n => n,
+        }
+    })
+}
+
+/// The writer's host and PID if `name` is one of [`Sink::write`]'s temporary names.
+fn temp_writer(name: &str) -> Option<(&str, u32)> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (rest, pid) = inner.rsplit_once('.')?;
+    let (_, host) = rest.rsplit_once(".parquet.")?;
+    Some((host, pid.parse().ok()?))
 }
 
 /// The JSON metadata of an output file.

@@ -138,3 +138,53 @@ fn names_cannot_escape_the_output_folder() {
     assert_eq!(sanitize("a/b\\c\n"), "a_b_c_");
     assert_eq!(sanitize("#2025-08"), "#2025-08");
 }
+
+#[test]
+fn stale_temp_files_of_dead_writers_are_removed_live_and_remote_ones_kept() {
+    let dir = std::env::temp_dir().join(format!("oect-sink-temps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sink = Sink {
+        out_dir: dir.clone(),
+        config_name: "c".into(),
+        hash8: "00000000".into(),
+    };
+    // A child that has exited and been reaped: its PID no longer exists.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let host = super::host_name();
+    let name = |host: &str, pid: u32| {
+        format!(".A-1-c-feat_20260101-000000_00000000.parquet.{host}.{pid}.tmp")
+    };
+    let files = [
+        name(host, dead),
+        name(host, std::process::id()),
+        name(host, live.id()),
+        name("other-node.cluster", dead),
+        ".notes.123.tmp".to_string(),
+        "A-1-c-feat_20260101-000000_00000000.parquet".to_string(),
+    ];
+    for f in &files {
+        std::fs::write(dir.join(f), b"partial").unwrap();
+    }
+    let mut removed: Vec<String> = sink
+        .remove_stale_temps()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    removed.sort();
+    let mut expected = vec![files[0].clone(), files[1].clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    for f in &files[2..] {
+        assert!(dir.join(f).exists(), "{f} was removed");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

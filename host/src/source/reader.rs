@@ -429,15 +429,23 @@ fn step_ranges(table: &Dataset, total: usize) -> Result<Vec<Range<usize>>, Strin
     let rows = table
         .read_raw::<IndexRow>()
         .map_err(|e| format!("reading {NAME}: {e}"))?;
+    let rows: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.start_data_index, r.end_data_index))
+        .collect();
+    index_ranges(&rows, total).map_err(|e| format!("{NAME} {e}"))
+}
 
+/// Validates the step table's `(start, end)` index pairs against `total` data points:
+/// whole, non-negative, within the data, increasing and non-overlapping (read_transient
+/// relies on that). Kept free of HDF5 so that it can be fuzzed on arbitrary values.
+pub(crate) fn index_ranges(rows: &[(f64, f64)], total: usize) -> Result<Vec<Range<usize>>, String> {
     let index = |v: f64, row: usize, name: &str| -> Result<usize, String> {
         if !(v >= 0.0 && v.fract() == 0.0) {
-            Err(format!(
-                "{NAME} row {row}: {name} = {v} is not a valid index"
-            ))
+            Err(format!("row {row}: {name} = {v} is not a valid index"))
         } else if v > total as f64 {
             Err(format!(
-                "{NAME} row {row}: {name} = {v} runs past the data ({total} points)"
+                "row {row}: {name} = {v} runs past the data ({total} points)"
             ))
         } else {
             Ok(v as usize)
@@ -445,15 +453,15 @@ fn step_ranges(table: &Dataset, total: usize) -> Result<Vec<Range<usize>>, Strin
     };
     let mut ranges = Vec::with_capacity(rows.len());
     let mut prev_end = 0;
-    for (j, r) in rows.iter().enumerate() {
-        let s = index(r.start_data_index, j, "start_data_index")?;
-        let e = index(r.end_data_index, j, "end_data_index")?;
+    for (j, &(start, end)) in rows.iter().enumerate() {
+        let s = index(start, j, "start_data_index")?;
+        let e = index(end, j, "end_data_index")?;
         if s > e {
-            return Err(format!("{NAME} row {j}: decreasing index range {s}..{e}"));
+            return Err(format!("row {j}: decreasing index range {s}..{e}"));
         }
         if s < prev_end {
             return Err(format!(
-                "{NAME} row {j}: starts at {s}, before the previous step ends at {prev_end}"
+                "row {j}: starts at {s}, before the previous step ends at {prev_end}"
             ));
         }
         prev_end = e;

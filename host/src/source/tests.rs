@@ -1040,3 +1040,42 @@ fn python_fixture_p_type_transient_only() {
     let (_, id) = block.step(0);
     assert!(id.iter().all(|&c| c < 0.0), "P-type current is negative");
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::reader::index_ranges;
+
+    /// Index values as step tables hold them: mostly small whole numbers, with negative,
+    /// fractional, huge and non-finite ones mixed in.
+    fn index() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => (0u32..40).prop_map(f64::from),
+            1 => -40.0..40.0f64,
+            1 => prop::sample::select(vec![f64::NAN, f64::INFINITY, -f64::INFINITY, 1e300, -0.0, 2f64.powi(64)]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Arbitrary start/end columns give ranges `read_transient` can use, or an error.
+        #[test]
+        fn step_table_indices_are_validated_never_trusted(
+            rows in prop::collection::vec((index(), index()), 0..12),
+            total in 0usize..40,
+        ) {
+            match index_ranges(&rows, total) {
+                Ok(ranges) => {
+                    prop_assert_eq!(ranges.len(), rows.len());
+                    let mut prev_end = 0;
+                    for r in &ranges {
+                        prop_assert!(prev_end <= r.start && r.start <= r.end && r.end <= total);
+                        prev_end = r.end;
+                    }
+                }
+                Err(e) => prop_assert!(e.starts_with("row "), "{}", e),
+            }
+        }
+    }
+}
