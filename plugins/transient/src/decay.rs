@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use crate::stats::round_f32;
 use crate::trf::{least_squares, TrfOptions};
+use crate::Solver;
 
 /// The predecessor's `curve_fit(..., maxfev=1000)`.
 const COMPAT_MAX_NFEV: usize = 1000;
@@ -38,17 +39,6 @@ impl FromStr for DecayMethod {
             )),
         }
     }
-}
-
-/// How the exponential model is fitted (ignored by `Linear`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Solver {
-    /// Scale-free variable projection; recovers the least-squares τ at any
-    /// current scale. Full f64 output. See [`decay_time`].
-    Robust,
-    /// The predecessor's scipy TRF run reproduced step by step, including its
-    /// early stop on µA-scale data; f32-rounded output.
-    Compat,
 }
 
 /// Decay time constant of one step, in the unit of `t`; NaN where no value

@@ -11,9 +11,10 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::cycles::{cycles, peak_current, CycleMethod, CyclesParams, Prominence};
-use crate::decay::{decay_time, DecayMethod, Solver};
+use crate::decay::{decay_time, DecayMethod};
 use crate::peaks::find_peaks;
 use crate::stats::percentile_linear;
+use crate::Solver;
 
 /// `OECT_SHARED_DIR`, else the first ancestor of this crate holding `shared/golden`.
 fn shared_dir() -> PathBuf {

@@ -30,7 +30,26 @@ use oect_plugin_api::{
 };
 
 use cycles::{CyclesParams, Prominence};
-use decay::{DecayMethod, Solver};
+use decay::DecayMethod;
+
+/// Which fitting engine `decay_time` and `tau_on_off` use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Solver {
+    /// Scale-aware fits (variable projection) that recover the true time constants at
+    /// any current scale; full f64 output.
+    #[default]
+    Robust,
+    /// The predecessor's optimiser reproduced literally (scipy TRF; for AutoTau,
+    /// autotau 0.6.0 semantics), for comparison with historical values; f32 output.
+    Compat,
+}
+
+fn solver(p: &Params) -> Result<Solver, String> {
+    Ok(match p.str("solver")? {
+        "compat" => Solver::Compat,
+        _ => Solver::Robust,
+    })
+}
 
 const TIME: &str = "continuous_time";
 const CURRENT: &str = "drain_current";
@@ -185,10 +204,7 @@ register_extractor!(ExtractorSpec {
         Ok(Box::new(DecayTime {
             fit_range: p.pair("fit_range")?,
             method: p.str("method")?.parse()?,
-            solver: match p.str("solver")? {
-                "compat" => Solver::Compat,
-                _ => Solver::Robust,
-            },
+            solver: solver(p)?,
         }))
     },
 });
@@ -223,8 +239,8 @@ impl StepExtractor for TauOnOff {
         let fits = autotau::fit_cycles(t, i, &params)?;
         // The predecessor stored float32; keep that for compat so values compare exactly.
         let store = |x: f64| match params.solver {
-            autotau::Solver::Compat => stats::round_f32(x),
-            autotau::Solver::Robust => x,
+            Solver::Compat => stats::round_f32(x),
+            Solver::Robust => x,
         };
         let data = fits
             .iter()
@@ -279,10 +295,7 @@ register_extractor!(ExtractorSpec {
             interp: p.bool("interp")?,
             points_after_interp: p.usize("points_after_interp")?,
             r_squared_threshold: p.f64("r_squared_threshold")?,
-            solver: match p.str("solver")? {
-                "compat" => autotau::Solver::Compat,
-                _ => autotau::Solver::Robust,
-            },
+            solver: solver(p)?,
             ..autotau::AutoTauParams::default()
         };
         let positive = |name: &str| -> Result<Option<f64>, String> {

@@ -28,16 +28,7 @@ mod varpro;
 
 use std::fmt;
 
-/// Which fitting engine [`fit_cycles`] uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Solver {
-    /// Scale-aware variable-projection fits; recovers true time constants.
-    #[default]
-    Robust,
-    /// Bug-compatible with autotau 0.6.0 (`curve_fit` from p0 = (1, 1, 1), interpolation,
-    /// one extra sample per applied window, ...).
-    Compat,
-}
+pub use crate::Solver;
 
 /// Parameters of one AutoTau run. `Default` gives the predecessor extractor's search
 /// values; `period` and `sample_rate` default to NaN because only the host knows them
