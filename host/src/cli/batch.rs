@@ -99,6 +99,18 @@ pub fn status(files: &[PathBuf], sink: &Sink, shards: usize) -> Vec<(PathBuf, us
         .collect()
 }
 
+/// The shards (sorted, each once) that still have an experiment not done.
+pub fn incomplete_shards(states: &[(PathBuf, usize, State)]) -> Vec<usize> {
+    let mut shards: Vec<usize> = states
+        .iter()
+        .filter(|s| s.2 != State::Done)
+        .map(|s| s.1)
+        .collect();
+    shards.sort_unstable();
+    shards.dedup();
+    shards
+}
+
 /// Options of the generated job array.
 pub struct ArrayJob<'a> {
     pub oect: &'a Path,

@@ -514,14 +514,7 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
     let files = collect_inputs(&args.inputs)?;
     let states = batch::status(&files, &sink, args.shards);
     let count = |want: fn(&batch::State) -> bool| states.iter().filter(|s| want(&s.2)).count();
-    let mut incomplete: Vec<usize> = states
-        .iter()
-        .filter(|s| s.2 != batch::State::Done)
-        .map(|s| s.1)
-        .collect();
-    incomplete.dedup();
-    incomplete.sort_unstable();
-    incomplete.dedup();
+    let incomplete = batch::incomplete_shards(&states);
     if args.json {
         let doc = serde_json::json!({
             "experiments": states.iter().map(|(f, shard, state)| serde_json::json!({
@@ -561,14 +554,7 @@ fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
     let indices: Vec<usize> = if args.resume {
         let sink = batch_sink(plugin_dirs, &b.config, &b.out)?;
         let files = collect_inputs(&b.inputs)?;
-        let mut left: Vec<usize> = batch::status(&files, &sink, b.shards)
-            .into_iter()
-            .filter(|s| s.2 != batch::State::Done)
-            .map(|s| s.1)
-            .collect();
-        left.sort_unstable();
-        left.dedup();
-        left
+        batch::incomplete_shards(&batch::status(&files, &sink, b.shards))
     } else {
         (0..b.shards).collect()
     };

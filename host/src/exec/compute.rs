@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use oect_plugin_api::{Channel, Dim, FeatureValue, StepContext, StepInput};
 
-use crate::graph::{FeatureGraph, Op, Source};
+use crate::graph::{FeatureGraph, Input, Op, Source};
 use crate::plugins::Extractor;
 use crate::source::{Sampling, StepBlock};
 
@@ -244,13 +244,21 @@ pub fn source_chunk(
 pub fn derived_chunk(
     graph: &Arc<FeatureGraph>,
     node: usize,
-    input_names: &[&str],
     inputs: &[&Part],
     range: Range<usize>,
     experiment: &str,
     limits: &Limits,
 ) -> Part {
     let declared = &extractor(graph, node).shape;
+    // Channels are named after the input features, in the node's input order.
+    let input_names: Vec<&str> = graph.nodes[node]
+        .inputs
+        .iter()
+        .map(|i| match i {
+            Input::Feature(j) => graph.nodes[*j].name.as_str(),
+            Input::Source(s) => s.name(),
+        })
+        .collect();
     let mut part = Part::with_capacity(range.start, range.len());
     for (k, step) in range.enumerate() {
         let mut missing = None;

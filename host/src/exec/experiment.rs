@@ -80,14 +80,6 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                         &ctx.limits,
                     )
                 } else {
-                    let names: Vec<&str> = node
-                        .inputs
-                        .iter()
-                        .map(|inp| match inp {
-                            Input::Feature(j) => graph.nodes[*j].name.as_str(),
-                            Input::Source(s) => s.name(),
-                        })
-                        .collect();
                     let inputs: Vec<&Part> = node
                         .inputs
                         .iter()
@@ -99,7 +91,6 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                     compute::derived_chunk(
                         &ctx.graph,
                         i,
-                        &names,
                         &inputs,
                         range.clone(),
                         &prep.id,

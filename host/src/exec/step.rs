@@ -291,19 +291,9 @@ fn spawn_ready(
         let (ctx, prep, tx) = (Arc::clone(ctx), Arc::clone(&pending.prep), tx.clone());
         ctx.tasks.fetch_add(1, Ordering::Relaxed);
         pool.spawn(move || {
-            let node = &ctx.graph.nodes[d];
-            let names: Vec<&str> = node
-                .inputs
-                .iter()
-                .map(|i| match i {
-                    Input::Feature(j) => ctx.graph.nodes[*j].name.as_str(),
-                    Input::Source(s) => s.name(),
-                })
-                .collect();
             let refs: Vec<&Part> = inputs.iter().map(Arc::as_ref).collect();
             let range = refs[0].first..refs[0].first + refs[0].len();
-            let part =
-                compute::derived_chunk(&ctx.graph, d, &names, &refs, range, &prep.id, &ctx.limits);
+            let part = compute::derived_chunk(&ctx.graph, d, &refs, range, &prep.id, &ctx.limits);
             let _ = tx.send(Msg::Part {
                 exp,
                 node: d,
