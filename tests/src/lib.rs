@@ -87,6 +87,20 @@ pub fn oect(args: &[&str]) -> Output {
     run_with(&oect_bin(), args)
 }
 
+/// `oect run INPUT -c CONFIG -o OUT EXTRA...`.
+pub fn run_config(input: &Path, config: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        input.to_str().expect("UTF-8 path"),
+        "-c",
+        config,
+        "-o",
+        out.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    oect(&args)
+}
+
 /// Stdout and stderr of a finished command, for assertion messages.
 pub fn show(out: &Output) -> String {
     format!(

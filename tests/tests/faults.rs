@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdf5::H5Type;
-use oect_e2e::{oect, oect_bin, parquet_files, scratch, show};
+use oect_e2e::{oect, oect_bin, parquet_files, run_config, scratch, show};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Transfer and transient features; the exponential decay fit makes a run slow enough
@@ -323,14 +323,7 @@ fn an_empty_folder_is_a_usage_error() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = dir.join("out");
-    let o = oect(&[
-        "run",
-        empty.to_str().unwrap(),
-        "-c",
-        "v2_quick_analysis",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_config(&empty, "v2_quick_analysis", &out, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -384,14 +377,7 @@ fn bad_configs_exit_2_before_any_work_naming_the_problem() {
     let config = dir.join("c.yaml");
     for (text, problem) in cases {
         std::fs::write(&config, text).unwrap();
-        let o = oect(&[
-            "run",
-            data.to_str().unwrap(),
-            "-c",
-            config.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let o = run_config(&data, config.to_str().unwrap(), &out, &[]);
         assert_eq!(o.status.code(), Some(2), "{text}\n{}", show(&o));
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
@@ -630,14 +616,7 @@ fn an_unwritable_output_folder_fails_naming_the_path() {
     let blocker = dir.join("a-file");
     std::fs::write(&blocker, "not a folder").unwrap();
     let out = blocker.join("out");
-    let o = oect(&[
-        "run",
-        data.to_str().unwrap(),
-        "-c",
-        "v2_quick_analysis",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_config(&data, "v2_quick_analysis", &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -674,14 +653,7 @@ fn a_full_disk_fails_naming_the_file_and_leaves_no_temp_file() {
     // Fill it, leaving no room for an output file.
     let filler = mnt.join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 64 << 10]);
-    let o = oect(&[
-        "run",
-        data.to_str().unwrap(),
-        "-c",
-        "v2_quick_analysis",
-        "-o",
-        mnt.to_str().unwrap(),
-    ]);
+    let o = run_config(&data, "v2_quick_analysis", &mnt, &[]);
     let temps = temp_files(&mnt);
     let outputs = parquet_files(&mnt);
     let _ = Command::new("umount").arg(&mnt).status();

@@ -1,7 +1,8 @@
 //! `oect run` end to end on generated experiment files.
 
 use oect_e2e::{
-    attrs, float_column, generate, library, oect, parquet_files, read_table, scratch, show,
+    attrs, float_column, generate, library, oect, parquet_files, read_table, run_config, scratch,
+    show,
 };
 
 #[test]
@@ -138,20 +139,12 @@ fn modes_and_worker_counts_give_identical_values() {
         ("experiment", "2"),
     ] {
         let out = dir.join(format!("out-{mode}-{workers}"));
-        let o = oect(&[
-            "run",
-            data.to_str().unwrap(),
-            "-c",
+        let o = run_config(
+            &data,
             "v2_transfer_basic",
-            "-o",
-            out.to_str().unwrap(),
-            "--mode",
-            mode,
-            "-j",
-            workers,
-            "--in-flight",
-            "1",
-        ]);
+            &out,
+            &["--mode", mode, "-j", workers, "--in-flight", "1"],
+        );
         assert!(o.status.success(), "{}", show(&o));
         let files = parquet_files(&out);
         assert_eq!(files.len(), 2);
@@ -180,19 +173,18 @@ fn a_panicking_extractor_costs_one_cell_not_the_run() {
     .unwrap();
     let out = dir.join("out");
     for mode in ["step", "experiment"] {
-        let o = oect(&[
-            "run",
-            data.to_str().unwrap(),
-            "-c",
+        let o = run_config(
+            &data,
             config.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--plugin-dir",
-            plugins.to_str().unwrap(),
-            "--mode",
-            mode,
-            "--force",
-        ]);
+            &out,
+            &[
+                "--plugin-dir",
+                plugins.to_str().unwrap(),
+                "--mode",
+                mode,
+                "--force",
+            ],
+        );
         assert_eq!(o.status.code(), Some(1), "{}", show(&o));
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
@@ -230,14 +222,7 @@ fn a_bad_file_fails_alone() {
     );
     std::fs::write(data.join("broken.h5"), b"this is not HDF5").unwrap();
     let out = dir.join("out");
-    let o = oect(&[
-        "run",
-        data.to_str().unwrap(),
-        "-c",
-        "v2_quick_analysis",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_config(&data, "v2_quick_analysis", &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -261,14 +246,7 @@ fn config_errors_stop_before_any_work() {
     )
     .unwrap();
     let out = dir.join("out");
-    let o = oect(&[
-        "run",
-        data.to_str().unwrap(),
-        "-c",
-        config.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_config(&data, config.to_str().unwrap(), &out, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -296,18 +274,17 @@ fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
     .unwrap();
     let out = dir.join("out");
     let start = std::time::Instant::now();
-    let o = oect(&[
-        "run",
-        data.to_str().unwrap(),
-        "-c",
+    let o = run_config(
+        &data,
         config.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-        "--step-timeout",
-        "0.5",
-    ]);
+        &out,
+        &[
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "--step-timeout",
+            "0.5",
+        ],
+    );
     assert!(
         start.elapsed().as_secs() < 25,
         "the hanging step was waited for"

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use oect_e2e::{oect, parquet_files, read_table, scratch, show};
+use oect_e2e::{oect, parquet_files, read_table, run_config, scratch, show};
 
 fn slurm_local() -> Option<PathBuf> {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -167,14 +167,7 @@ fn a_sharded_job_array_equals_a_single_machine_run() {
 
     // The union of the shards' outputs equals one run on one machine.
     let single = dir.join("single");
-    let o = oect(&[
-        "run",
-        data.to_str().unwrap(),
-        "-c",
-        "v2_quick_analysis",
-        "-o",
-        single.to_str().unwrap(),
-    ]);
+    let o = run_config(&data, "v2_quick_analysis", &single, &[]);
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(tables(&out), tables(&single));
 

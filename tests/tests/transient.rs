@@ -7,7 +7,7 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::Array;
-use oect_e2e::{generate, oect, parquet_files, read_table, scratch, show};
+use oect_e2e::{generate, oect, parquet_files, read_table, run_config, scratch, show};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Per step, per cycle `[tau_on, tau_off]` from a nested list column.
@@ -94,14 +94,7 @@ fn robust_autotau_recovers_the_generated_time_constants() {
             ],
         );
         let out = dir.join(format!("out{k}"));
-        let o = oect(&[
-            "run",
-            data.to_str().unwrap(),
-            "-c",
-            config.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let o = run_config(&data, config.to_str().unwrap(), &out, &[]);
         assert!(o.status.success(), "{case}: {}", show(&o));
         let steps = tau_column(&parquet_files(&out)[0], "tau");
         let truth_steps = truth["transient"].as_array().unwrap();
@@ -156,18 +149,7 @@ fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
         let mut tables = Vec::new();
         for mode in ["step", "experiment"] {
             let out = dir.join(format!("{name}-{mode}"));
-            let o = oect(&[
-                "run",
-                data.to_str().unwrap(),
-                "-c",
-                name,
-                "-o",
-                out.to_str().unwrap(),
-                "--mode",
-                mode,
-                "-j",
-                "2",
-            ]);
+            let o = run_config(&data, name, &out, &["--mode", mode, "-j", "2"]);
             assert!(o.status.success(), "{name} {mode}: {}", show(&o));
             let files = parquet_files(&out);
             assert_eq!(files.len(), 2, "{name} {mode}");
@@ -198,14 +180,7 @@ fn a_cross_kind_expression_with_mismatched_lengths_is_a_clear_error() {
     ]);
     assert!(o.status.success(), "{}", show(&o));
     let out = dir.join("out");
-    let o = oect(&[
-        "run",
-        data.to_str().unwrap(),
-        "-c",
-        "v2_mixed",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_config(&data, "v2_mixed", &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -246,14 +221,7 @@ fn unsafe_func_strings_are_refused_before_any_work() {
         )
         .unwrap();
         let out = dir.join("out");
-        let o = oect(&[
-            "run",
-            data.to_str().unwrap(),
-            "-c",
-            config.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let o = run_config(&data, config.to_str().unwrap(), &out, &[]);
         assert_eq!(o.status.code(), Some(2), "{func}: {}", show(&o));
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
