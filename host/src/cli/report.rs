@@ -180,6 +180,13 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
         s.workers,
         if s.workers == 1 { "" } else { "s" }
     );
+    let t = &s.time_split;
+    if s.tasks > 0 {
+        println!(
+            "time summed over threads: read {:.2} s, extract {:.2} s, write {:.2} s",
+            t.read, t.extract, t.write
+        );
+    }
     for o in &s.experiments {
         match o {
             Outcome::Failed { input, reason } => {

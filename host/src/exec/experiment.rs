@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::compute::{self, Part};
-use super::{Ctx, Outcome, Prepared};
-use crate::graph::{Input, Op, Source};
+use super::{Ctx, Outcome, Phase, Prepared};
+use crate::graph::{Input, Op};
 
 pub(super) fn run(
     ctx: &Arc<Ctx>,
@@ -49,10 +49,9 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                 let input = prep.exp.path.clone();
                 return Outcome::Interrupted { input };
             }
-            let block = match source {
-                Source::Transfer => prep.exp.read_transfer(range.clone()),
-                Source::Transient => prep.exp.read_transient(range.clone()),
-            };
+            let block = ctx.timed(Phase::Read, || {
+                super::read_block(&prep.exp, source, range.clone())
+            });
             let block = match block {
                 Ok(b) => b,
                 Err(e) => {
@@ -69,34 +68,36 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                     continue;
                 }
                 ctx.tasks.fetch_add(1, Ordering::Relaxed);
-                let part = if node.inputs == [Input::Source(source)] {
-                    compute::source_chunk(
-                        &ctx.graph,
-                        i,
-                        source,
-                        &block,
-                        &prep.id,
-                        &prep.sampling,
-                        &ctx.limits,
-                    )
-                } else {
-                    let inputs: Vec<&Part> = node
-                        .inputs
-                        .iter()
-                        .filter_map(|inp| match inp {
-                            Input::Feature(j) => chunk_parts[*j].as_ref(),
-                            Input::Source(_) => None,
-                        })
-                        .collect();
-                    compute::derived_chunk(
-                        &ctx.graph,
-                        i,
-                        &inputs,
-                        range.clone(),
-                        &prep.id,
-                        &ctx.limits,
-                    )
-                };
+                let part = ctx.timed(Phase::Extract, || {
+                    if node.inputs == [Input::Source(source)] {
+                        compute::source_chunk(
+                            &ctx.graph,
+                            i,
+                            source,
+                            &block,
+                            &prep.id,
+                            &prep.sampling,
+                            &ctx.limits,
+                        )
+                    } else {
+                        let inputs: Vec<&Part> = node
+                            .inputs
+                            .iter()
+                            .filter_map(|inp| match inp {
+                                Input::Feature(j) => chunk_parts[*j].as_ref(),
+                                Input::Source(_) => None,
+                            })
+                            .collect();
+                        compute::derived_chunk(
+                            &ctx.graph,
+                            i,
+                            &inputs,
+                            range.clone(),
+                            &prep.id,
+                            &ctx.limits,
+                        )
+                    }
+                });
                 chunk_parts[i] = Some(part);
             }
             for (column, part) in columns.iter_mut().zip(chunk_parts) {

@@ -21,7 +21,7 @@ pub mod table;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use crate::config::FeatureConfig;
 use crate::graph::{FeatureGraph, Input, Source};
 use crate::plugins::PluginDoc;
 use crate::sink::Sink;
-use crate::source::{Experiment, Sampling};
+use crate::source::{Experiment, Sampling, SourceError, StepBlock};
 use compute::Part;
 use table::StepError;
 
@@ -129,6 +129,7 @@ pub struct Summary {
     /// Per-step extractor tasks run (feature × chunk of steps).
     pub tasks: usize,
     pub seconds: f64,
+    pub time_split: TimeSplit,
     /// The run was stopped by a signal before every experiment was done.
     pub interrupted: bool,
 }
@@ -159,6 +160,46 @@ struct Ctx {
     /// `chip-device` → file, to refuse two files that would write the same output.
     claimed: Mutex<HashMap<String, PathBuf>>,
     tasks: std::sync::atomic::AtomicUsize,
+    /// Nanoseconds spent per phase, summed over threads.
+    phase_ns: [AtomicU64; 3],
+}
+
+/// Where a run spends its time; see [`TimeSplit`].
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Read,
+    Extract,
+    Write,
+}
+
+/// Seconds spent opening and reading files, running extractors and assembling and writing
+/// tables, each summed over the threads doing it (so with several workers the parts can add
+/// up to more than the run's wall time). Reading includes decoding the HDF5 chunks.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct TimeSplit {
+    pub read: f64,
+    pub extract: f64,
+    pub write: f64,
+}
+
+impl Ctx {
+    /// Runs `f`, adding its duration to `phase`.
+    fn timed<T>(&self, phase: Phase, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.phase_ns[phase as usize].fetch_add(ns, Ordering::Relaxed);
+        out
+    }
+
+    fn time_split(&self) -> TimeSplit {
+        let s = |p: Phase| self.phase_ns[p as usize].load(Ordering::Relaxed) as f64 * 1e-9;
+        TimeSplit {
+            read: s(Phase::Read),
+            extract: s(Phase::Extract),
+            write: s(Phase::Write),
+        }
+    }
 }
 
 /// An opened experiment that needs computing.
@@ -173,13 +214,30 @@ struct Prepared {
     sampling: Vec<Option<Sampling>>,
 }
 
-/// Steps per chunk: about 256 k samples, at most 512 steps.
-fn chunk_ranges(n_steps: usize, points_per_step: usize) -> Vec<Range<usize>> {
-    let per_chunk = (262_144 / points_per_step.max(1)).clamp(1, 512);
+/// Steps per chunk: about 256 k samples, at most 512 steps, rounded to whole multiples of
+/// `align` steps (the file's own chunking along the steps, if any) when that is at most 4×
+/// larger, so that no stored chunk is decoded twice.
+fn chunk_ranges(n_steps: usize, points_per_step: usize, align: usize) -> Vec<Range<usize>> {
+    let mut per_chunk = (262_144 / points_per_step.max(1)).clamp(1, 512);
+    if align > 1 && align <= 4 * per_chunk {
+        per_chunk = (per_chunk / align).max(1) * align;
+    }
     (0..n_steps)
         .step_by(per_chunk)
         .map(|s| s..(s + per_chunk).min(n_steps))
         .collect()
+}
+
+/// Steps `range` of one data source.
+fn read_block(
+    exp: &Experiment,
+    source: Source,
+    range: Range<usize>,
+) -> Result<StepBlock, SourceError> {
+    match source {
+        Source::Transfer => exp.read_transfer(range),
+        Source::Transient => exp.read_transient(range),
+    }
 }
 
 /// A fingerprint of the source file (size and modification time), so that a replaced
@@ -198,6 +256,10 @@ pub fn source_hash(path: &Path) -> Result<String, String> {
 impl Ctx {
     /// Opens `path` and decides whether it needs computing.
     fn prepare(&self, path: &Path) -> Result<Prepared, Outcome> {
+        self.timed(Phase::Read, || self.open(path))
+    }
+
+    fn open(&self, path: &Path) -> Result<Prepared, Outcome> {
         let failed = |reason: String| Outcome::Failed {
             input: path.to_path_buf(),
             reason,
@@ -227,14 +289,17 @@ impl Ctx {
         let mut steps = BTreeMap::new();
         let mut chunks = BTreeMap::new();
         for source in self.graph.sources() {
-            let (n, points) = match source {
-                Source::Transfer => exp.transfer.as_ref().map(|t| (t.n_steps, t.max_points)),
+            let (n, points, align) = match source {
+                Source::Transfer => exp
+                    .transfer
+                    .as_ref()
+                    .map(|t| (t.n_steps, t.max_points, t.steps_per_chunk)),
                 Source::Transient => exp
                     .transient
                     .as_ref()
-                    .map(|t| (t.steps.len(), t.total_points / t.steps.len().max(1))),
+                    .map(|t| (t.steps.len(), t.total_points / t.steps.len().max(1), 1)),
             }
-            .unwrap_or((0, 0));
+            .unwrap_or((0, 0, 1));
             if n == 0 {
                 let users: Vec<&str> = self
                     .graph
@@ -250,7 +315,7 @@ impl Ctx {
                 )));
             }
             steps.insert(source, n);
-            chunks.insert(source, chunk_ranges(n, points));
+            chunks.insert(source, chunk_ranges(n, points, align));
         }
         let source_hash = source_hash(path).map_err(failed)?;
         if !self.opts.force {
@@ -280,6 +345,10 @@ impl Ctx {
 
     /// Assembles and writes a complete experiment.
     fn finish(&self, prep: &Prepared, columns: Vec<Option<Part>>) -> Outcome {
+        self.timed(Phase::Write, || self.write(prep, columns))
+    }
+
+    fn write(&self, prep: &Prepared, columns: Vec<Option<Part>>) -> Outcome {
         let rows = prep.steps.values().copied().max().unwrap_or(0);
         let table = table::assemble(&self.graph, columns, rows);
         let step_errors: usize = table.error_counts.values().sum();
@@ -347,6 +416,7 @@ pub fn run(
         opts: opts.clone(),
         claimed: Mutex::new(HashMap::new()),
         tasks: std::sync::atomic::AtomicUsize::new(0),
+        phase_ns: Default::default(),
     });
     let mut outcomes = match opts.mode {
         Mode::Step => step::run(&ctx, inputs, &bar),
@@ -369,6 +439,7 @@ pub fn run(
         experiments: outcomes,
         tasks: ctx.tasks.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
+        time_split: ctx.time_split(),
         interrupted: outcomes_interrupted,
     }
 }
@@ -394,13 +465,19 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_step_once() {
-        let c = chunk_ranges(5001, 182);
+        let c = chunk_ranges(5001, 182, 1);
         assert_eq!(c.first().unwrap().start, 0);
         assert_eq!(c.last().unwrap().end, 5001);
         assert!(c.windows(2).all(|w| w[0].end == w[1].start));
         assert!(c.iter().all(|r| r.len() <= 512));
-        assert_eq!(chunk_ranges(3, 25_000), vec![0..3]);
-        assert_eq!(chunk_ranges(0, 10), Vec::<Range<usize>>::new());
-        assert_eq!(chunk_ranges(2, 10_000_000), vec![0..1, 1..2]);
+        assert_eq!(chunk_ranges(3, 25_000, 1), vec![0..3]);
+        assert_eq!(chunk_ranges(0, 10, 1), Vec::<Range<usize>>::new());
+        assert_eq!(chunk_ranges(2, 10_000_000, 1), vec![0..1, 1..2]);
+        // Aligned to the file's 313-step chunks (h5py's choice for 5001 x 2 x 182).
+        let aligned = chunk_ranges(5001, 182, 313);
+        assert!(aligned.iter().all(|r| r.start % 313 == 0));
+        assert_eq!(aligned.last(), Some(&(4695..5001)));
+        // Chunks far larger than a range are not followed.
+        assert_eq!(chunk_ranges(5001, 182, 100_000), c);
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use super::compute::{self, Part};
-use super::{Ctx, Outcome, Prepared};
-use crate::graph::{Input, Op, Source};
+use super::{Ctx, Outcome, Phase, Prepared};
+use crate::graph::{Input, Op};
 use crate::source::StepBlock;
 
 enum Msg {
@@ -132,11 +132,11 @@ fn read_experiment(
             permits
                 .send(())
                 .map_err(|_| Some("run stopped".to_string()))?;
-            let block = match source {
-                Source::Transfer => prep.exp.read_transfer(range.clone()),
-                Source::Transient => prep.exp.read_transient(range.clone()),
-            }
-            .map_err(|e| Some(e.message))?;
+            let block = ctx
+                .timed(Phase::Read, || {
+                    super::read_block(&prep.exp, source, range.clone())
+                })
+                .map_err(|e| Some(e.message))?;
             let data = Arc::new(Chunk {
                 block,
                 permits: permits_rx.clone(),
@@ -150,15 +150,17 @@ fn read_experiment(
                 );
                 ctx.tasks.fetch_add(1, Ordering::Relaxed);
                 pool.spawn(move || {
-                    let part = compute::source_chunk(
-                        &ctx2.graph,
-                        node,
-                        source,
-                        &data.block,
-                        &prep.id,
-                        &prep.sampling,
-                        &ctx2.limits,
-                    );
+                    let part = ctx2.timed(Phase::Extract, || {
+                        compute::source_chunk(
+                            &ctx2.graph,
+                            node,
+                            source,
+                            &data.block,
+                            &prep.id,
+                            &prep.sampling,
+                            &ctx2.limits,
+                        )
+                    });
                     drop(data);
                     let _ = tx.send(Msg::Part {
                         exp,
@@ -293,7 +295,9 @@ fn spawn_ready(
         pool.spawn(move || {
             let refs: Vec<&Part> = inputs.iter().map(Arc::as_ref).collect();
             let range = refs[0].first..refs[0].first + refs[0].len();
-            let part = compute::derived_chunk(&ctx.graph, d, &refs, range, &prep.id, &ctx.limits);
+            let part = ctx.timed(Phase::Extract, || {
+                compute::derived_chunk(&ctx.graph, d, &refs, range, &prep.id, &ctx.limits)
+            });
             let _ = tx.send(Msg::Part {
                 exp,
                 node: d,

@@ -1,6 +1,7 @@
 //! Experiment files: the HDF5 reader the scheduler pulls steps from, and the synthetic
 //! generator behind `oect generate`.
 
+mod chunked;
 pub mod reader;
 pub mod synth;
 

@@ -14,6 +14,8 @@ use hdf5::{Attribute, Container, Dataset, File, Group, H5Type};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::chunked::{ChunkedF64, Slab};
+
 /// Chunk cache per open file. Real chunks are up to ~250 kB (transient) and a transfer range read
 /// touches a whole row of chunks; 32 MiB keeps the chunks shared by consecutive range reads
 /// decompressed instead of inflating them again.
@@ -55,6 +57,8 @@ pub enum AttrValue {
 pub struct TransferLayout {
     pub n_steps: usize,
     pub max_points: usize,
+    /// Steps per stored chunk (1 if not chunked); reads aligned to it decode each chunk once.
+    pub steps_per_chunk: usize,
 }
 
 /// Column range of every transient step in `/transient/measurement_data`.
@@ -120,6 +124,9 @@ pub struct Experiment {
     pub transient: Option<TransientLayout>,
     transfer_data: Option<Dataset>,
     transient_data: Option<Dataset>,
+    /// Parallel decoding of the same datasets, where their storage allows it.
+    transfer_chunks: Option<ChunkedF64>,
+    transient_chunks: Option<ChunkedF64>,
     /// Per transient step, from the `raw/json` step parameters.
     step_sampling: Vec<Option<Sampling>>,
     /// From the first transient node of `raw/workflow`.
@@ -203,6 +210,8 @@ impl Experiment {
             attrs,
             transfer,
             transient,
+            transfer_chunks: transfer_data.as_ref().and_then(ChunkedF64::new),
+            transient_chunks: transient_data.as_ref().and_then(ChunkedF64::new),
             transfer_data,
             transient_data,
             step_sampling,
@@ -223,12 +232,24 @@ impl Experiment {
             block.offsets.resize(range.len() + 1, 0);
             return Ok(block);
         }
-        let raw = ds
-            .read_slice::<f64, _, ndarray::Ix3>((range.clone(), .., ..))
-            .map_err(|e| self.error(format!("reading transfer steps {range:?}: {e}")))?;
-        let data = raw
-            .as_slice()
-            .ok_or_else(|| self.error("transfer read returned a non-contiguous array"))?;
+        let slab = Slab {
+            start: vec![range.start, 0, 0],
+            count: vec![range.len(), 2, p],
+        };
+        let direct = self
+            .transfer_chunks
+            .as_ref()
+            .and_then(|c| c.read(&[slab]).ok())
+            .and_then(|mut slabs| slabs.pop());
+        let data = match direct {
+            Some(data) => data,
+            None => {
+                ds.read_slice::<f64, _, ndarray::Ix3>((range.clone(), .., ..))
+                    .map_err(|e| self.error(format!("reading transfer steps {range:?}: {e}")))?
+                    .into_raw_vec_and_offset()
+                    .0
+            }
+        };
 
         let mut block = StepBlock {
             first_step: range.start,
@@ -266,12 +287,30 @@ impl Experiment {
         let (x, y) = if span.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let read_row = |row: usize| {
-                ds.read_slice_1d::<f64, _>((row, span.clone()))
-                    .map(|a| a.into_raw_vec_and_offset().0)
-                    .map_err(|e| self.error(format!("reading transient steps {range:?}: {e}")))
+            let row = |row: usize| Slab {
+                start: vec![row, span.start],
+                count: vec![1, span.len()],
             };
-            (read_row(0)?, read_row(2)?)
+            let direct = self
+                .transient_chunks
+                .as_ref()
+                .and_then(|c| c.read(&[row(0), row(2)]).ok());
+            match direct {
+                Some(mut rows) => {
+                    let y = rows.pop().expect("two rows");
+                    (rows.pop().expect("two rows"), y)
+                }
+                None => {
+                    let read_row = |row: usize| {
+                        ds.read_slice_1d::<f64, _>((row, span.clone()))
+                            .map(|a| a.into_raw_vec_and_offset().0)
+                            .map_err(|e| {
+                                self.error(format!("reading transient steps {range:?}: {e}"))
+                            })
+                    };
+                    (read_row(0)?, read_row(2)?)
+                }
+            }
         };
 
         let contiguous = steps.windows(2).all(|w| w[0].end == w[1].start);
@@ -357,6 +396,7 @@ fn transfer_layout(ds: &Dataset) -> Result<TransferLayout, String> {
         [n_steps, 2, max_points] => Ok(TransferLayout {
             n_steps,
             max_points,
+            steps_per_chunk: ds.chunk().map_or(1, |c| c[0].max(1)),
         }),
         ref shape => Err(format!(
             "/transfer/measurement_data has shape {shape:?}, expected (n_steps, 2, n_points)"

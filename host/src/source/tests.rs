@@ -4,6 +4,7 @@ use hdf5::types::{FixedAscii, VarLenAscii, VarLenUnicode};
 use hdf5::{File, H5Type, Location};
 use serde_json::Value;
 
+use super::chunked::{ChunkedF64, Slab};
 use super::reader::FixedBytes;
 use super::*;
 
@@ -401,7 +402,8 @@ fn transfer_only_and_transient_only_files() {
         exp.transfer,
         Some(TransferLayout {
             n_steps: 2,
-            max_points: 242
+            max_points: 242,
+            steps_per_chunk: 2,
         })
     );
     assert!(exp.transient.is_none());
@@ -1078,4 +1080,187 @@ mod fuzz {
             }
         }
     }
+}
+
+/// The measurement datasets of every file in `paths`, as HDF5 opens them.
+fn measurement_datasets(paths: &[PathBuf]) -> Vec<(String, hdf5::Dataset)> {
+    let mut out = Vec::new();
+    for path in paths {
+        let file = File::open(path).unwrap();
+        for group in ["transfer", "transient"] {
+            if let Ok(ds) = file.dataset(&format!("{group}/measurement_data")) {
+                out.push((format!("{}:{group}", path.display()), ds));
+            }
+        }
+    }
+    out
+}
+
+/// Slabs that start and end inside, on and across chunk boundaries, plus empty ones.
+fn probe_slabs(shape: &[usize], chunk: &[usize]) -> Vec<Slab> {
+    let mut slabs = vec![Slab {
+        start: vec![0; shape.len()],
+        count: shape.to_vec(),
+    }];
+    for d in 0..shape.len() {
+        for (start, end) in [
+            (0, 1),
+            (chunk[d].saturating_sub(1), chunk[d] + 1),
+            (chunk[d], 2 * chunk[d]),
+            (1, shape[d]),
+            (shape[d] / 3, shape[d] / 3), // empty
+            (shape[d].saturating_sub(2), shape[d]),
+        ] {
+            let (start, end) = (start.min(shape[d]), end.min(shape[d]));
+            let mut slab = Slab {
+                start: vec![0; shape.len()],
+                count: shape.to_vec(),
+            };
+            slab.start[d] = start.min(end);
+            slab.count[d] = end - start.min(end);
+            slabs.push(slab);
+        }
+    }
+    slabs
+}
+
+#[test]
+fn direct_chunk_reads_equal_the_library_reads() {
+    let dir = TempDir::new("direct");
+    let mut paths: Vec<PathBuf> = generate(
+        &SynthSpec {
+            n_experiments: 1,
+            n_steps: 40,
+            n_cycles: 3,
+            seed: 11,
+            ..Default::default()
+        },
+        &dir.0,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|g| g.path)
+    .collect();
+    // Written by h5py itself: its chunk shapes and its HDF5 build's filters and checksums.
+    for entry in std::fs::read_dir(data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "h5") {
+            paths.push(path);
+        }
+    }
+    let datasets = measurement_datasets(&paths);
+    assert!(datasets.len() >= 4, "{} datasets", datasets.len());
+    for (name, ds) in datasets {
+        let direct = ChunkedF64::new(&ds).unwrap_or_else(|| panic!("{name}: not decodable"));
+        let (shape, chunk) = (ds.shape(), ds.chunk().unwrap());
+        let slabs = probe_slabs(&shape, &chunk);
+        let got = direct
+            .read(&slabs)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (slab, values) in slabs.iter().zip(got) {
+            let r = |d: usize| slab.start[d]..slab.start[d] + slab.count[d];
+            let expected = if slab.count.contains(&0) {
+                Vec::new()
+            } else if shape.len() == 2 {
+                let a = ds.read_slice::<f64, _, ndarray::Ix2>((r(0), r(1)));
+                a.unwrap().into_raw_vec_and_offset().0
+            } else {
+                let a = ds.read_slice::<f64, _, ndarray::Ix3>((r(0), r(1), r(2)));
+                a.unwrap().into_raw_vec_and_offset().0
+            };
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&values), bits(&expected), "{name}: {slab:?}");
+        }
+    }
+}
+
+#[test]
+fn datasets_the_direct_path_does_not_decode_are_left_to_hdf5() {
+    let dir = TempDir::new("direct-other");
+    let file = File::create(dir.0.join("other.h5")).unwrap();
+    let data = ndarray::Array2::<f64>::from_shape_fn((3, 50), |(i, j)| (i * 50 + j) as f64);
+    let contiguous = file
+        .new_dataset_builder()
+        .with_data(&data)
+        .create("contiguous")
+        .unwrap();
+    let single = file
+        .new_dataset_builder()
+        .chunk((1, 10))
+        .with_data(&data.mapv(|v| v as f32))
+        .create("float32")
+        .unwrap();
+    let scaled = file
+        .new_dataset_builder()
+        .chunk((1, 10))
+        .scale_offset(hdf5::filters::ScaleOffset::FloatDScale(2))
+        .with_data(&data)
+        .create("scale_offset")
+        .unwrap();
+    let plain = file
+        .new_dataset_builder()
+        .chunk((2, 7))
+        .with_data(&data)
+        .create("plain")
+        .unwrap();
+    assert!(ChunkedF64::new(&contiguous).is_none());
+    assert!(ChunkedF64::new(&single).is_none());
+    assert!(ChunkedF64::new(&scaled).is_none());
+    // Chunked without filters is decoded (edge chunks of a 3 x 50 set with 2 x 7 chunks).
+    let slab = Slab {
+        start: vec![1, 3],
+        count: vec![2, 47],
+    };
+    let got = ChunkedF64::new(&plain).unwrap().read(&[slab]).unwrap();
+    let expected: Vec<f64> = data
+        .slice(ndarray::s![1..3, 3..50])
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(got, vec![expected]);
+}
+
+#[test]
+fn a_damaged_chunk_is_refused_and_hdf5_reports_it() {
+    let dir = TempDir::new("direct-damaged");
+    let g = &generate(
+        &SynthSpec {
+            n_steps: 4,
+            n_cycles: 2,
+            transfer: false,
+            seed: 12,
+            ..Default::default()
+        },
+        &dir.0,
+    )
+    .unwrap()[0];
+    let info = File::open(&g.path)
+        .unwrap()
+        .dataset("transient/measurement_data")
+        .unwrap()
+        .chunk_info(0)
+        .unwrap();
+    let mut bytes = std::fs::read(&g.path).unwrap();
+    bytes[(info.addr + info.size / 2) as usize] ^= 0x5a;
+    std::fs::write(&g.path, bytes).unwrap();
+
+    let ds = File::open(&g.path)
+        .unwrap()
+        .dataset("transient/measurement_data")
+        .unwrap();
+    let err = ChunkedF64::new(&ds)
+        .unwrap()
+        .read(&[Slab {
+            start: vec![0, 0],
+            count: vec![1, 10],
+        }])
+        .unwrap_err();
+    assert!(
+        err.contains("fletcher32") || err.contains("inflate"),
+        "{err}"
+    );
+    // The reader falls back to HDF5, whose own check names the problem.
+    let exp = Experiment::open(&g.path).unwrap();
+    let err = exp.read_transient(0..1).unwrap_err();
+    assert_error(err, &g.path, "reading transient steps 0..1");
 }

@@ -8,8 +8,6 @@
 //! visited first and wins. numpy's own order for ties is unspecified and
 //! machine-dependent; this rule agreed with it on every golden case.
 
-use std::cmp::Ordering;
-
 /// Positions of the peaks of `x`, in increasing order, that survive the
 /// `distance` filter and then the prominence condition.
 ///
@@ -41,8 +39,15 @@ pub fn find_peaks(
         peaks = select_by_distance(x, &peaks, d.ceil() as usize);
     }
     let (pmin, pmax) = prominence;
-    if pmin.is_none() && pmax.is_none() {
-        return Ok(peaks);
+    match (pmin, pmax) {
+        (None, None) => return Ok(peaks),
+        // Only a lower bound: most scans can stop early (see `min_prominence`).
+        (Some(lo), None) => {
+            if let Some(kept) = min_prominence(x, &peaks, lo) {
+                return Ok(kept);
+            }
+        }
+        _ => {}
     }
     let left = reach_minima(x.iter().copied());
     let mut right = reach_minima(x.iter().rev().copied());
@@ -52,6 +57,40 @@ pub fn find_peaks(
         pmin.is_none_or(|lo| lo <= prom) && pmax.is_none_or(|hi| prom <= hi)
     });
     Ok(peaks)
+}
+
+/// The peaks whose prominence is at least `lo`, by scipy's own scans from each peak (outward
+/// until a strictly higher sample or NaN), each stopped as soon as its running minimum is deep
+/// enough. `x[p] - m >= lo` only gets truer as `m` falls, so a stopped scan gives the same
+/// answer as the full one, for the side whose minimum decides too. `None` when the scans
+/// would cost more than a few passes over `x` (long monotone stretches); the caller then uses
+/// the linear-time minima instead.
+fn min_prominence(x: &[f64], peaks: &[usize], lo: f64) -> Option<Vec<usize>> {
+    let mut budget = 4 * x.len() + 64;
+    let mut deep_enough = |p: usize, side: &mut dyn Iterator<Item = f64>| -> Option<bool> {
+        let mut min = x[p];
+        for v in side {
+            budget = budget.checked_sub(1)?;
+            // A strictly higher sample or NaN ends the scan.
+            if v.partial_cmp(&x[p]).is_none_or(|o| o == std::cmp::Ordering::Greater) {
+                break;
+            }
+            min = min.min(v);
+            if x[p] - min >= lo {
+                return Some(true);
+            }
+        }
+        Some(x[p] - min >= lo)
+    };
+    let mut kept = Vec::new();
+    for &p in peaks {
+        if deep_enough(p, &mut x[..p].iter().rev().copied())?
+            && deep_enough(p, &mut x[p + 1..].iter().copied())?
+        {
+            kept.push(p);
+        }
+    }
+    Some(kept)
 }
 
 /// Local maxima (scipy `_local_maxima_1d`): a sample, or the left-middle of a
@@ -81,16 +120,16 @@ fn local_maxima(x: &[f64]) -> Vec<usize> {
 /// not get a turn. Ties: see the module documentation (later index first).
 fn select_by_distance(x: &[f64], peaks: &[usize], dist: usize) -> Vec<usize> {
     let n = peaks.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    // Stable sort: equal heights stay in position order, so walking from the
-    // end visits the later of two equal peaks first.
-    order.sort_by(|&a, &b| {
-        x[peaks[a]]
-            .partial_cmp(&x[peaks[b]])
-            .unwrap_or(Ordering::Equal)
-    });
+    // Ascending by (height, position): walking from the end visits the later of two equal
+    // peaks first. Keys make this an unstable sort of unique integers, the fastest kind.
+    let mut order: Vec<(u64, usize)> = peaks
+        .iter()
+        .enumerate()
+        .map(|(j, &p)| (height_key(x[p]), j))
+        .collect();
+    order.sort_unstable();
     let mut keep = vec![true; n];
-    for &j in order.iter().rev() {
+    for &(_, j) in order.iter().rev() {
         if !keep[j] {
             continue;
         }
@@ -112,6 +151,17 @@ fn select_by_distance(x: &[f64], peaks: &[usize], dist: usize) -> Vec<usize> {
         .zip(keep)
         .filter_map(|(&p, k)| k.then_some(p))
         .collect()
+}
+
+/// An integer with the order of the (never NaN) peak heights, where -0 equals +0 as in
+/// the float comparison.
+fn height_key(v: f64) -> u64 {
+    let bits = (v + 0.0).to_bits(); // -0.0 + 0.0 is +0.0
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
 }
 
 /// For every sample `i` of the sequence, the minimum over the samples that
@@ -265,6 +315,70 @@ mod tests {
             let fast = x[p] - left[p].max(right[p]);
             let slow = scan_prominence(&x, p);
             assert!(fast == slow || (fast.is_nan() && slow.is_nan()), "peak {p}");
+        }
+    }
+
+    #[test]
+    fn early_stopping_scans_keep_the_same_peaks() {
+        // Plateaus, repeats, a NaN, an infinity, and a long monotone ramp that exhausts the
+        // scan budget (so the linear-time fallback is exercised too).
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut noise: Vec<f64> = (0..2000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state % 17) as f64).sqrt()
+            })
+            .collect();
+        noise[700] = f64::NAN;
+        noise[40] = f64::INFINITY;
+        let ramp: Vec<f64> = (0..4000).flat_map(|i| [i as f64, i as f64 - 0.5]).collect();
+        for x in [noise, ramp] {
+            let peaks = local_maxima(&x);
+            for lo in [-1.0, 0.0, 0.3, 1.0, 2.5, 4.0, f64::INFINITY, f64::NAN] {
+                let literal: Vec<usize> = peaks
+                    .iter()
+                    .copied()
+                    .filter(|&p| lo <= scan_prominence(&x, p))
+                    .collect();
+                assert_eq!(
+                    find_peaks(&x, None, (Some(lo), None)).unwrap(),
+                    literal,
+                    "lo = {lo}"
+                );
+                if let Some(early) = min_prominence(&x, &peaks, lo) {
+                    assert_eq!(early, literal, "lo = {lo}");
+                }
+            }
+        }
+        let ramp: Vec<f64> = (0..4000).flat_map(|i| [i as f64, i as f64 - 0.5]).collect();
+        let peaks = local_maxima(&ramp);
+        assert!(
+            min_prominence(&ramp, &peaks, 1e9).is_none(),
+            "budget must run out"
+        );
+    }
+
+    #[test]
+    fn height_keys_order_like_the_floats() {
+        let v = [
+            f64::NEG_INFINITY,
+            -2.0,
+            -0.0,
+            0.0,
+            1e-300,
+            1.0,
+            f64::INFINITY,
+        ];
+        for a in v {
+            for b in v {
+                assert_eq!(
+                    height_key(a).cmp(&height_key(b)),
+                    a.partial_cmp(&b).unwrap(),
+                    "{a} {b}"
+                );
+            }
         }
     }
 }
