@@ -7,7 +7,9 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::Array;
-use oect_e2e::{generate, oect, parquet_files, read_table, run_config, scratch, show};
+use oect_e2e::{
+    float_column, generate, oect, parquet_files, read_table, run_config, scratch, show,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Per step, per cycle `[tau_on, tau_off]` from a nested list column.
@@ -160,6 +162,56 @@ fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
             "{name}: step and experiment mode differ"
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn transfer_and_transient_features_with_different_chunk_counts() {
+    // 4 transfer and 3 transient steps: the two sources are cut into different numbers of
+    // chunks, and a finished chunk of one must not be matched against the other's tasks.
+    let dir = scratch("chunk-counts");
+    let data = dir.join("data");
+    let o = oect(&[
+        "generate",
+        "-o",
+        data.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--cycles",
+        "8",
+        "--final-transfer",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let config = dir.join("both.yaml");
+    std::fs::write(
+        &config,
+        "version: v2\ndata_type: both\nfeatures:\n\
+         - {name: absI_max, extractor: transfer.absI_max, input: transfer}\n\
+         - {name: peak, extractor: transient.peak_current, input: transient}\n",
+    )
+    .unwrap();
+    let mut tables = Vec::new();
+    for (mode, jobs) in [("step", "1"), ("step", "2"), ("experiment", "1")] {
+        let out = dir.join(format!("out-{mode}-{jobs}"));
+        let o = run_config(
+            &data,
+            config.to_str().unwrap(),
+            &out,
+            &["--mode", mode, "-j", jobs],
+        );
+        assert!(o.status.success(), "{mode} -j{jobs}: {}", show(&o));
+        let files = parquet_files(&out);
+        assert_eq!(files.len(), 1);
+        tables.push(read_table(&files[0]));
+    }
+    assert_eq!(tables[0], tables[1]);
+    assert_eq!(tables[0], tables[2]);
+    let peak = float_column(&parquet_files(&dir.join("out-step-1"))[0], "peak");
+    assert_eq!(peak.len(), 4);
+    assert!(
+        peak[..3].iter().all(|v| v.is_finite()) && peak[3].is_nan(),
+        "{peak:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -214,11 +214,21 @@ struct Prepared {
     sampling: Vec<Option<Sampling>>,
 }
 
-/// Steps per chunk: about 256 k samples, at most 512 steps, rounded to whole multiples of
+/// Steps per chunk: about 256 k samples, at most 512 steps, and small enough that every
+/// worker gets about four chunks of one experiment (so slow extractors such as AutoTau
+/// spread over the workers even in short experiments). Rounded to whole multiples of
 /// `align` steps (the file's own chunking along the steps, if any) when that is at most 4×
-/// larger, so that no stored chunk is decoded twice.
-fn chunk_ranges(n_steps: usize, points_per_step: usize, align: usize) -> Vec<Range<usize>> {
-    let mut per_chunk = (262_144 / points_per_step.max(1)).clamp(1, 512);
+/// larger, so that no stored chunk is decoded twice. Chunking never changes the values.
+fn chunk_ranges(
+    n_steps: usize,
+    points_per_step: usize,
+    align: usize,
+    workers: usize,
+) -> Vec<Range<usize>> {
+    let mut per_chunk = (262_144 / points_per_step.max(1))
+        .clamp(1, 512)
+        .min(n_steps.div_ceil(4 * workers.max(1)))
+        .max(1);
     if align > 1 && align <= 4 * per_chunk {
         per_chunk = (per_chunk / align).max(1) * align;
     }
@@ -315,7 +325,7 @@ impl Ctx {
                 )));
             }
             steps.insert(source, n);
-            chunks.insert(source, chunk_ranges(n, points, align));
+            chunks.insert(source, chunk_ranges(n, points, align, self.opts.workers));
         }
         let source_hash = source_hash(path).map_err(failed)?;
         if !self.opts.force {
@@ -465,19 +475,22 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_step_once() {
-        let c = chunk_ranges(5001, 182, 1);
+        let c = chunk_ranges(5001, 182, 1, 1);
         assert_eq!(c.first().unwrap().start, 0);
         assert_eq!(c.last().unwrap().end, 5001);
         assert!(c.windows(2).all(|w| w[0].end == w[1].start));
         assert!(c.iter().all(|r| r.len() <= 512));
-        assert_eq!(chunk_ranges(3, 25_000, 1), vec![0..3]);
-        assert_eq!(chunk_ranges(0, 10, 1), Vec::<Range<usize>>::new());
-        assert_eq!(chunk_ranges(2, 10_000_000, 1), vec![0..1, 1..2]);
+        assert_eq!(chunk_ranges(0, 10, 1, 1), Vec::<Range<usize>>::new());
+        assert_eq!(chunk_ranges(2, 10_000_000, 1, 1), vec![0..1, 1..2]);
+        // About four chunks per worker, so that a few slow steps spread over the workers.
+        assert_eq!(chunk_ranges(3, 25_000, 1, 1), vec![0..1, 1..2, 2..3]);
+        assert_eq!(chunk_ranges(200, 25_000, 1, 2).len(), 20);
+        assert_eq!(chunk_ranges(5001, 182, 1, 16).len(), 64);
         // Aligned to the file's 313-step chunks (h5py's choice for 5001 x 2 x 182).
-        let aligned = chunk_ranges(5001, 182, 313);
+        let aligned = chunk_ranges(5001, 182, 313, 1);
         assert!(aligned.iter().all(|r| r.start % 313 == 0));
         assert_eq!(aligned.last(), Some(&(4695..5001)));
         // Chunks far larger than a range are not followed.
-        assert_eq!(chunk_ranges(5001, 182, 100_000), c);
+        assert_eq!(chunk_ranges(5001, 182, 100_000, 1), c);
     }
 }

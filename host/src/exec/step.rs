@@ -273,10 +273,10 @@ fn spawn_ready(
 ) {
     let graph = &ctx.graph;
     for (d, dependent) in graph.nodes.iter().enumerate() {
+        // Only dependents of `node`, which share its data source and so its chunking.
         if !matches!(dependent.op, Op::Extract(_))
-            || pending.spawned[d].is_empty()
-            || pending.spawned[d][chunk]
             || !dependent.inputs.contains(&Input::Feature(node))
+            || pending.spawned[d].get(chunk) != Some(&false)
         {
             continue;
         }

@@ -72,7 +72,9 @@ fn min_prominence(x: &[f64], peaks: &[usize], lo: f64) -> Option<Vec<usize>> {
         for v in side {
             budget = budget.checked_sub(1)?;
             // A strictly higher sample or NaN ends the scan.
-            if v.partial_cmp(&x[p]).is_none_or(|o| o == std::cmp::Ordering::Greater) {
+            if v.partial_cmp(&x[p])
+                .is_none_or(|o| o == std::cmp::Ordering::Greater)
+            {
                 break;
             }
             min = min.min(v);
