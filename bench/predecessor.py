@@ -88,6 +88,21 @@ def cmd_load(a):
     print(json.dumps({"seconds": time.perf_counter() - t0, "steps": n, "experiments": len(files)}))
 
 
+def cmd_h5read(a):
+    """The read floor: every measurement dataset read whole by the HDF5 C library (h5py),
+    i.e. the time to read and decompress the data and nothing else."""
+    import h5py
+    files = _h5_files(a.inputs)
+    t0 = time.perf_counter()
+    values = 0
+    for f in files:
+        with h5py.File(f, "r") as h:
+            for g in ("transfer", "transient"):
+                if g in h and "measurement_data" in h[g]:
+                    values += h[g]["measurement_data"][()].size
+    print(json.dumps({"seconds": time.perf_counter() - t0, "values": values, "experiments": len(files)}))
+
+
 def cmd_autotau(a):
     import numpy as np
     from autotau import CyclesAutoTauFitter
@@ -192,6 +207,7 @@ def main():
     b.add_argument("--out", required=True); b.add_argument("--workers", type=int, default=1)
     l = sp.add_parser("load"); l.add_argument("--inputs", required=True)
     l.add_argument("--source", choices=["transfer", "transient"], required=True)
+    h = sp.add_parser("h5read"); h.add_argument("--inputs", required=True)
     t = sp.add_parser("autotau"); t.add_argument("--file", required=True); t.add_argument("--steps", type=int, default=1)
     t.add_argument("--out", required=True); t.add_argument("--period", type=float, default=0.25)
     t.add_argument("--sample-rate", type=float, default=1000.0)
@@ -200,7 +216,7 @@ def main():
     ct = sp.add_parser("compare-tau"); ct.add_argument("--npz", required=True); ct.add_argument("--parquet", required=True)
     ct.add_argument("--rtol", type=float, default=0.05)
     a = p.parse_args()
-    {"batch": cmd_batch, "load": cmd_load, "autotau": cmd_autotau, "compare": cmd_compare,
+    {"batch": cmd_batch, "load": cmd_load, "h5read": cmd_h5read, "autotau": cmd_autotau, "compare": cmd_compare,
      "compare-tau": cmd_compare_tau}[a.cmd](a)
 
 

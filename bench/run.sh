@@ -87,6 +87,7 @@ gen transient        --experiments 1 --steps "$TR_STEPS" --cycles 100 --transien
 gen tau_oect         --experiments 1 --steps "$TAU_STEPS_O" --cycles 100 --transient-only --seed 4
 gen tau_pred         --experiments 1 --steps "$TAU_STEPS" --cycles "$TAU_CYCLES" --transient-only --seed 4
 gen mixed            --experiments "$MIX_EXP" --steps "$MIX_STEPS" --points 182 --cycles 100 --seed 5
+gen tau_scale        --experiments 2 --steps 4 --cycles 100 --transient-only --seed 7
 gen rss_10x          --experiments "$((RSS_EXP * 10))" --steps 500 --points 182 --transfer-only --seed 6
 
 # ---------------------------------------------------------------- configs
@@ -139,12 +140,15 @@ compare() { # tag, rtol, atol
   "$PY" "$HERE/predecessor.py" compare --a "$RES/out_pred_$1" --b "$RES/out_oect_$1" --rtol "$2" --atol "$3" >"$RES/compare_$1.json"
   jget '"yes" if d["agree"] else "NO: " + ",".join(k for k,v in d["columns"].items() if v["outside_tol"] or v["nan_mismatch"]) + (" missing" if d["missing"] else "")' <"$RES/compare_$1.json"
 }
+split() { jget '"read %.3f, extract %.3f, write %.3f s" % (d["time_split"]["read"], d["time_split"]["extract"], d["time_split"]["write"])' <"$RES/oect_$1.json"; }
 rss_mb() { awk -F: '/Maximum resident/ {printf "%.0f", $2/1024}' "$1"; }
 
 # ---------------------------------------------------------------- 4. workloads
 if want transfer_1x5001; then
   p=$(pred_batch t1 "$DATA/transfer_1x5001" "$PRED_BASIC"); o=$(oect_run t1 "$DATA/transfer_1x5001" v2_transfer_basic -j 1)
-  row "transfer v2_transfer_basic 1 exp x $T1_STEPS steps x 182 pts (-j1)" "$p" "$o" "$(ratio "$p" "$o")" ">=100x" "$(compare t1 1e-6 1e-15)" "published predecessor: 28.3 s"
+  row "transfer v2_transfer_basic 1 exp x $T1_STEPS steps x 182 pts (-j1)" "$p" "$o" "$(ratio "$p" "$o")" ">=100x" "$(compare t1 1e-6 1e-15)" "$(split t1)"
+  o=$(oect_run t1_j2 "$DATA/transfer_1x5001" v2_transfer_basic -j 2)
+  row "transfer v2_transfer_basic 1 exp x $T1_STEPS steps x 182 pts (-j2)" "$p" "$o" "$(ratio "$p" "$o")" ">=100x" "" "$(split t1_j2)"
 fi
 if want transfer_20x500; then
   p=$(pred_batch t20 "$DATA/transfer_20x500" "$PRED_BASIC"); o=$(oect_run t20 "$DATA/transfer_20x500" v2_transfer_basic -j 1)
@@ -152,7 +156,9 @@ if want transfer_20x500; then
 fi
 if want transient; then
   p=$(pred_batch tr "$DATA/transient" "$CFG/transient_cycles_peak.yaml"); o=$(oect_run tr "$DATA/transient" "$CFG/transient_cycles_peak.yaml" -j 1)
-  row "transient cycles+peak_current 1 exp x $TR_STEPS steps x 25000 pts (-j1)" "$p" "$o" "$(ratio "$p" "$o")" ">=50x" "$(compare tr 1e-6 1e-15)" ""
+  row "transient cycles+peak_current 1 exp x $TR_STEPS steps x 25000 pts (-j1)" "$p" "$o" "$(ratio "$p" "$o")" ">=50x" "$(compare tr 1e-6 1e-15)" "$(split tr)"
+  o=$(oect_run tr_j2 "$DATA/transient" "$CFG/transient_cycles_peak.yaml" -j 2)
+  row "transient cycles+peak_current 1 exp x $TR_STEPS steps x 25000 pts (-j2)" "$p" "$o" "$(ratio "$p" "$o")" ">=50x" "" "$(split tr_j2)"
 fi
 if want autotau; then
   say "predecessor AutoTau: $TAU_STEPS step(s) x $TAU_CYCLES cycles (timeout ${PRED_TIMEOUT}s, load $(load))"
@@ -200,6 +206,16 @@ if want workers; then
       row "throughput transfer $T20_EXP x $T20_STEPS, --mode $mode -j$j" "" "$o" "" "" "" "$("$PY" -c 'import sys; print(f"{int(sys.argv[1])/float(sys.argv[2]):.0f} steps/s")' "$steps" "$o")"
     done
   done
+  # AutoTau-heavy: compat (about 1 s per 100-cycle step) on 2 experiments x 4 steps, and
+  # robust on the 200-step transient file (reading is then a large share of the work)
+  for mode in step experiment; do
+    for j in 1 2; do
+      o=$(oect_run "wtau_${mode}_$j" "$DATA/tau_scale" "$CFG/tau_compat.yaml" --mode "$mode" -j "$j")
+      row "scaling AutoTau compat 2 x 4 steps, --mode $mode -j$j" "" "$o" "" "" "" "$(jget '"extract %.2f s, read %.2f s" % (d["time_split"]["extract"], d["time_split"]["read"])' <"$RES/oect_wtau_${mode}_$j.json")"
+      o=$(oect_run "wtaur_${mode}_$j" "$DATA/transient" "$CFG/tau_robust.yaml" --mode "$mode" -j "$j")
+      row "scaling AutoTau robust 1 x $TR_STEPS steps, --mode $mode -j$j" "" "$o" "" "" "" "$(jget '"extract %.2f s, read %.2f s" % (d["time_split"]["extract"], d["time_split"]["read"])' <"$RES/oect_wtaur_${mode}_$j.json")"
+    done
+  done
   p2=$(pred_batch t20_w2 "$DATA/transfer_20x500" "$PRED_BASIC" 2)
   row "predecessor batch n_workers=2, transfer $T20_EXP x $T20_STEPS" "$p2" "" "" "" "" "$("$PY" -c 'import sys; print(f"{int(sys.argv[1])/float(sys.argv[2]):.0f} steps/s")' "$((T20_EXP * T20_STEPS))" "$p2")"
 fi
@@ -221,6 +237,10 @@ if want read; then
   say "read-only timings (load $(load))"
   "$PY" "$HERE/predecessor.py" load --inputs "$DATA/transfer_1x5001" --source transfer >"$RES/pred_read_t1.json" 2>/dev/null
   "$PY" "$HERE/predecessor.py" load --inputs "$DATA/transient" --source transient >"$RES/pred_read_tr.json" 2>/dev/null
+  for set in transfer_1x5001 transient; do
+    "$PY" "$HERE/predecessor.py" h5read --inputs "$DATA/$set" >"$RES/h5read_$set.json"
+    row "read floor: $set, whole datasets through h5py (HDF5 C library)" "$(jget 'd["seconds"]' <"$RES/h5read_$set.json")" "" "" "" "" "read + decompress only, no extraction"
+  done
   o=$(oect_run read_t1 "$DATA/transfer_1x5001" "$CFG/read_transfer.yaml" -j 1)
   row "read only: transfer 1 x $T1_STEPS (oect: absI_max only)" "$(jget 'd["seconds"]' <"$RES/pred_read_t1.json")" "$o" "" "" "" "predecessor: FeatureSet transfer loader"
   o=$(oect_run read_tr "$DATA/transient" "$CFG/read_transient.yaml" -j 1)
