@@ -124,6 +124,20 @@ impl ChunkedF64 {
     /// This thread takes the stored chunks from HDF5 one after the other while the read
     /// threads decode the ones already taken.
     pub fn read(&self, slabs: &[Slab]) -> Result<Vec<Vec<f64>>, String> {
+        if rayon::current_thread_index().is_some() {
+            // A worker of another pool (experiment mode) would run its own pool's tasks while
+            // it waits for the read threads, starting further experiments from inside this
+            // read. A plain thread waits without taking other work.
+            return std::thread::scope(|s| {
+                s.spawn(|| self.read_on_this_thread(slabs))
+                    .join()
+                    .unwrap_or_else(|_| Err("the read thread panicked".into()))
+            });
+        }
+        self.read_on_this_thread(slabs)
+    }
+
+    fn read_on_this_thread(&self, slabs: &[Slab]) -> Result<Vec<Vec<f64>>, String> {
         for slab in slabs {
             let fits = slab.start.len() == self.shape.len()
                 && slab.count.len() == self.shape.len()
