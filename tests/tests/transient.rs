@@ -2,7 +2,7 @@
 //! every shipped config in both modes.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
@@ -165,11 +165,9 @@ fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn transfer_and_transient_features_with_different_chunk_counts() {
-    // 4 transfer and 3 transient steps: the two sources are cut into different numbers of
-    // chunks, and a finished chunk of one must not be matched against the other's tasks.
-    let dir = scratch("chunk-counts");
+/// One file with 3 transient steps and 4 transfer steps (a final sweep, like the lab's real
+/// files), in `dir/data`.
+fn final_transfer_data(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     let o = oect(&[
         "generate",
@@ -182,6 +180,15 @@ fn transfer_and_transient_features_with_different_chunk_counts() {
         "--final-transfer",
     ]);
     assert!(o.status.success(), "{}", show(&o));
+    data
+}
+
+#[test]
+fn transfer_and_transient_features_with_different_chunk_counts() {
+    // 4 transfer and 3 transient steps: the two sources are cut into different numbers of
+    // chunks, and a finished chunk of one must not be matched against the other's tasks.
+    let dir = scratch("chunk-counts");
+    let data = final_transfer_data(&dir);
     let config = dir.join("both.yaml");
     std::fs::write(
         &config,
@@ -218,19 +225,7 @@ fn transfer_and_transient_features_with_different_chunk_counts() {
 #[test]
 fn a_cross_kind_expression_with_mismatched_lengths_is_a_clear_error() {
     let dir = scratch("mismatch");
-    let data = dir.join("data");
-    // One transfer step more than transient steps, like the lab's real files.
-    let o = oect(&[
-        "generate",
-        "-o",
-        data.to_str().unwrap(),
-        "--steps",
-        "3",
-        "--cycles",
-        "8",
-        "--final-transfer",
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
+    let data = final_transfer_data(&dir);
     let out = dir.join("out");
     let o = run_config(&data, "v2_mixed", &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config;
+use crate::config::{self, FeatureConfig};
 use crate::exec::{self, Mode, RunOptions};
 use crate::graph::FeatureGraph;
-use crate::plugins::Registry;
+use crate::plugins::{PluginDoc, Registry};
 use crate::sink::Sink;
 use crate::source::{synth, Experiment};
 
@@ -401,13 +401,61 @@ fn default_workers() -> usize {
         .max(1)
 }
 
-fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
+/// What `run`, `demo` and the batch commands build from the plugins, a config and an
+/// output folder.
+struct Job {
+    plugins: Vec<PluginDoc>,
+    config: FeatureConfig,
+    graph: FeatureGraph,
+    sink: Sink,
+}
+
+fn job(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Job> {
     let registry = Registry::discover(plugin_dirs);
     for w in &registry.warnings {
         eprintln!("warning: {w}");
     }
-    let config = config::load(&args.config)?;
+    let config = config::load(config)?;
     let graph = FeatureGraph::build(&config, &registry)?;
+    let sink = Sink {
+        out_dir: out.to_path_buf(),
+        config_name: config.name.clone(),
+        hash8: graph.content_hash[..8].to_string(),
+    };
+    Ok(Job {
+        plugins: registry.plugins().cloned().collect(),
+        config,
+        graph,
+        sink,
+    })
+}
+
+/// Runs `job` until done or stopped by Ctrl-C / SIGTERM, prints the summary and returns the
+/// exit status with it.
+fn execute(
+    job: Job,
+    inputs: &[PathBuf],
+    opts: RunOptions,
+    json: bool,
+) -> Result<(u8, exec::Summary)> {
+    exec::stop_on_signals().context("cannot install the Ctrl-C handler")?;
+    let out = job.sink.out_dir.clone();
+    let summary = exec::run(job.graph, job.config, job.plugins, job.sink, inputs, opts);
+    report::summary(&summary, &out, json)?;
+    if summary.interrupted {
+        /// The shell's status for a command stopped by SIGINT.
+        const INTERRUPTED: u8 = 130;
+        let left = summary.count(|o| matches!(o, exec::Outcome::Interrupted { .. }));
+        eprintln!(
+            "interrupted: {left} experiments not done and nothing partial written; run the same command again to finish them"
+        );
+        return Ok((INTERRUPTED, summary));
+    }
+    Ok((if summary.all_ok() { OK } else { PARTIAL }, summary))
+}
+
+fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
+    let job = job(plugin_dirs, &args.config, &args.out)?;
     let mut inputs = collect_inputs(&args.inputs)?;
     if let Some(shard) = args.shard {
         inputs = shard.select(inputs);
@@ -416,12 +464,6 @@ fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
-    let sink = Sink {
-        out_dir: args.out.clone(),
-        config_name: config.name.clone(),
-        hash8: graph.content_hash[..8].to_string(),
-    };
-    let plugins = registry.plugins().cloned().collect();
     let step_timeout = match args.step_timeout {
         Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
         Some(s) => bail!("--step-timeout must be a positive number of seconds, got {s}"),
@@ -437,19 +479,7 @@ fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
         device_id: args.device_id,
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    exec::stop_on_signals().context("cannot install the Ctrl-C handler")?;
-    let summary = exec::run(graph, config, plugins, sink, &inputs, opts);
-    report::summary(&summary, &args.out, args.json)?;
-    if summary.interrupted {
-        /// The shell's status for a command stopped by SIGINT.
-        const INTERRUPTED: u8 = 130;
-        let left = summary.count(|o| matches!(o, exec::Outcome::Interrupted { .. }));
-        eprintln!(
-            "interrupted: {left} experiments not done and nothing partial written; run the same command again to finish them"
-        );
-        return Ok(INTERRUPTED);
-    }
-    Ok(if summary.all_ok() { OK } else { PARTIAL })
+    Ok(execute(job, &inputs, opts, args.json)?.0)
 }
 
 fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
@@ -468,18 +498,7 @@ fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
         data.display()
     );
     let files = synth::generate(&spec, &data)?;
-    let registry = Registry::discover(plugin_dirs);
-    for w in &registry.warnings {
-        eprintln!("warning: {w}");
-    }
-    let config = config::load("v2_transfer_basic")?;
-    let graph = FeatureGraph::build(&config, &registry)?;
-    let sink = Sink {
-        out_dir: features.clone(),
-        config_name: config.name.clone(),
-        hash8: graph.content_hash[..8].to_string(),
-    };
-    let plugins = registry.plugins().cloned().collect();
+    let job = job(plugin_dirs, "v2_transfer_basic", &features)?;
     let inputs: Vec<PathBuf> = files.into_iter().map(|g| g.path).collect();
     let opts = RunOptions {
         mode: Mode::Step,
@@ -491,22 +510,16 @@ fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
         progress: false,
         step_timeout: None,
     };
-    let summary = exec::run(graph, config, plugins, sink, &inputs, opts);
-    report::summary(&summary, &features, false)?;
-    report::demo_table(&summary)?;
-    Ok(if summary.all_ok() { OK } else { PARTIAL })
+    let (status, summary) = execute(job, &inputs, opts, false)?;
+    if !summary.interrupted {
+        report::demo_table(&summary)?;
+    }
+    Ok(status)
 }
 
 /// The sink a batch's outputs go to, as `run` would build it.
 fn batch_sink(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Sink> {
-    let registry = Registry::discover(plugin_dirs);
-    let config = config::load(config)?;
-    let graph = FeatureGraph::build(&config, &registry)?;
-    Ok(Sink {
-        out_dir: out.to_path_buf(),
-        config_name: config.name.clone(),
-        hash8: graph.content_hash[..8].to_string(),
-    })
+    Ok(job(plugin_dirs, config, out)?.sink)
 }
 
 fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
