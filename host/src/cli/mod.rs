@@ -169,7 +169,8 @@ struct RunArgs {
     out: PathBuf,
     #[arg(long, value_enum, default_value_t = Mode::Step)]
     mode: Mode,
-    /// Worker threads [default: cores - 1, at least 1].
+    /// Worker threads for the extractors [default: cores - 1, at least 1]. Decoding the
+    /// HDF5 chunks runs on its own pool of one thread per available core.
     #[arg(short = 'j', long)]
     workers: Option<usize>,
     /// Experiments open at once in step mode (bounds memory).

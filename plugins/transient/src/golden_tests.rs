@@ -16,8 +16,9 @@ use crate::peaks::find_peaks;
 use crate::stats::percentile_linear;
 use crate::Solver;
 
-/// `OECT_SHARED_DIR`, else the first ancestor of this crate holding `shared/golden`.
-fn shared_dir() -> PathBuf {
+/// `OECT_SHARED_DIR`, else the first ancestor of this crate holding `shared/golden`; the
+/// crate's other unit tests use it too.
+pub(crate) fn shared_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("OECT_SHARED_DIR") {
         return PathBuf::from(dir);
     }

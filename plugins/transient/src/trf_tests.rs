@@ -1,18 +1,5 @@
 use super::*;
-use std::path::PathBuf;
-
-/// `OECT_SHARED_DIR`, else the first ancestor of the crate that contains `shared/golden`.
-fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("OECT_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared"))
-        .find(|s| s.join("golden").is_dir())
-        .expect("shared/golden not found: set OECT_SHARED_DIR or run inside the repository")
-}
+use crate::golden_tests::shared_dir;
 
 fn unbounded(n: usize) -> (Vec<f64>, Vec<f64>) {
     (vec![f64::NEG_INFINITY; n], vec![f64::INFINITY; n])

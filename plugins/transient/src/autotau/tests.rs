@@ -1,19 +1,7 @@
 use super::compat::{self, FitOptions, Model, Windows};
 use super::*;
+use crate::golden_tests::shared_dir;
 use serde_json::Value;
-use std::path::PathBuf;
-
-/// `OECT_SHARED_DIR`, else the first ancestor of the crate that contains `shared/golden`.
-fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("OECT_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared"))
-        .find(|s| s.join("golden").is_dir())
-        .expect("shared/golden not found: set OECT_SHARED_DIR or run inside the repository")
-}
 
 fn golden(name: &str) -> Value {
     // Window membership is decided by exact float comparisons, so the golden arrays must
