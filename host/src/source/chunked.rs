@@ -6,9 +6,9 @@
 //! chunks at once and outside the lock: the fletcher32 check, inflate (libdeflate) and unshuffle.
 //!
 //! Only the pipeline the converter writes is decoded here: little-endian float64 with any of
-//! shuffle, deflate and fletcher32. Other datasets and unallocated chunks go through HDF5 as
-//! before. So does any read that fails on this path, so a damaged file still gets HDF5's own
-//! error message.
+//! shuffle, deflate and fletcher32. [`Measurement`] reads other datasets and unallocated chunks
+//! through HDF5 as before, and so any read that fails on this path: a damaged file still gets
+//! HDF5's own error message.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use hdf5::datatype::ByteOrder;
 use hdf5::filters::Filter;
 use hdf5::types::TypeDescriptor;
-use hdf5::Dataset;
+use hdf5::{Dataset, Hyperslab, Selection, SliceOrIndex};
 
 /// A box of the dataset: `start[d]..start[d] + count[d]` along every dimension `d`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,44 @@ enum Stage {
     Shuffle,
     Deflate,
     Fletcher32,
+}
+
+/// A measurement dataset as the reader sees it: read by the direct path where its storage
+/// allows, else by HDF5.
+#[derive(Debug)]
+pub(crate) struct Measurement {
+    dataset: Dataset,
+    direct: Option<ChunkedF64>,
+}
+
+impl Measurement {
+    pub fn new(dataset: Dataset) -> Measurement {
+        let direct = ChunkedF64::new(&dataset);
+        Measurement { dataset, direct }
+    }
+
+    /// Reads every (non-empty) slab, each into C order.
+    pub fn read(&self, slabs: &[Slab]) -> hdf5::Result<Vec<Vec<f64>>> {
+        if let Some(values) = self.direct.as_ref().and_then(|d| d.read(slabs).ok()) {
+            return Ok(values);
+        }
+        slabs
+            .iter()
+            .map(|slab| {
+                let ranges: Vec<SliceOrIndex> = slab
+                    .start
+                    .iter()
+                    .zip(&slab.count)
+                    .map(|(&s, &n)| (s..s + n).into())
+                    .collect();
+                let selection = Selection::from(Hyperslab::from(ranges));
+                let values = self
+                    .dataset
+                    .read_slice::<f64, _, ndarray::IxDyn>(selection)?;
+                Ok(values.into_raw_vec_and_offset().0)
+            })
+            .collect()
+    }
 }
 
 /// A float64 dataset whose chunks this module decodes itself.
@@ -242,51 +280,65 @@ impl ChunkedF64 {
 /// The decoded bytes of one chunk (`nbytes` long, little-endian float64).
 fn decode<'s>(
     pipeline: &[Stage],
-    stored: &[u8],
+    stored: &'s [u8],
     mask: u32,
     nbytes: usize,
     scratch: &'s mut Scratch,
 ) -> Result<&'s [u8], String> {
+    /// Where the data is after each stage: a stage that transforms it writes into the
+    /// scratch buffer it is not in, so the stored bytes are never copied.
+    enum At {
+        Stored,
+        A,
+        B,
+    }
     let Scratch { inflater, a, b } = scratch;
-    // The buffers only grow (zero-filling is paid once per thread); `len` is how much of
-    // `a` holds the data after each stage.
-    let mut len = stored.len();
-    grow(a, len.max(nbytes));
+    // The buffers only grow: zero-filling is paid once per thread.
+    grow(a, nbytes);
     grow(b, nbytes);
-    a[..len].copy_from_slice(stored);
+    let (mut at, mut len) = (At::Stored, stored.len());
     for (i, stage) in pipeline.iter().enumerate().rev() {
         if mask & (1 << i) != 0 {
             continue;
         }
+        let (data, out, next) = match at {
+            At::Stored => (stored, &mut a[..], At::A),
+            At::A => (&a[..], &mut b[..], At::B),
+            At::B => (&b[..], &mut a[..], At::A),
+        };
         match stage {
             Stage::Fletcher32 => {
                 len = len
                     .checked_sub(4)
                     .ok_or("chunk shorter than its checksum")?;
-                let stored = u32::from_le_bytes(a[len..len + 4].try_into().expect("4 bytes"));
-                if !fletcher32_matches(&a[..len], stored) {
+                let sum = u32::from_le_bytes(data[len..len + 4].try_into().expect("4 bytes"));
+                if !fletcher32_matches(&data[..len], sum) {
                     return Err("fletcher32 checksum mismatch".into());
                 }
+                continue; // checked in place
             }
             Stage::Deflate => {
                 len = inflater
-                    .zlib_decompress(&a[..len], &mut b[..nbytes])
+                    .zlib_decompress(&data[..len], &mut out[..nbytes])
                     .map_err(|e| format!("inflate: {e:?}"))?;
-                std::mem::swap(a, b);
             }
             Stage::Shuffle => {
-                if len > b.len() {
+                if len > out.len() {
                     return Err("shuffled data longer than the chunk".into());
                 }
-                unshuffle8(&a[..len], &mut b[..len]);
-                std::mem::swap(a, b);
+                unshuffle8(&data[..len], &mut out[..len]);
             }
         }
+        at = next;
     }
     if len != nbytes {
         return Err(format!("chunk decodes to {len} bytes, expected {nbytes}"));
     }
-    Ok(&a[..len])
+    Ok(match at {
+        At::Stored => &stored[..len],
+        At::A => &a[..len],
+        At::B => &b[..len],
+    })
 }
 
 fn grow(buffer: &mut Vec<u8>, len: usize) {

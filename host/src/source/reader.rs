@@ -14,11 +14,12 @@ use hdf5::{Attribute, Container, Dataset, File, Group, H5Type};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::chunked::{ChunkedF64, Slab};
+use super::chunked::{Measurement, Slab};
 
-/// Chunk cache per open file. Real chunks are up to ~250 kB (transient) and a transfer range read
-/// touches a whole row of chunks; 32 MiB keeps the chunks shared by consecutive range reads
-/// decompressed instead of inflating them again.
+/// Chunk cache per open file, for the reads HDF5 still decodes itself (see `chunked`). Real
+/// chunks are up to ~250 kB (transient) and a transfer range read touches a whole row of chunks;
+/// 32 MiB keeps the chunks shared by consecutive range reads decompressed instead of inflating
+/// them again.
 const CHUNK_CACHE_BYTES: usize = 32 << 20;
 /// Hash slots of the chunk cache (a prime, as HDF5 recommends, ~100× the chunks it can hold).
 const CHUNK_CACHE_SLOTS: usize = 12_421;
@@ -122,11 +123,8 @@ pub struct Experiment {
     pub transfer: Option<TransferLayout>,
     /// `None` if `/transient/measurement_data` is absent.
     pub transient: Option<TransientLayout>,
-    transfer_data: Option<Dataset>,
-    transient_data: Option<Dataset>,
-    /// Parallel decoding of the same datasets, where their storage allows it.
-    transfer_chunks: Option<ChunkedF64>,
-    transient_chunks: Option<ChunkedF64>,
+    transfer_data: Option<Measurement>,
+    transient_data: Option<Measurement>,
     /// Per transient step, from the `raw/json` step parameters.
     step_sampling: Vec<Option<Sampling>>,
     /// From the first transient node of `raw/workflow`.
@@ -210,10 +208,8 @@ impl Experiment {
             attrs,
             transfer,
             transient,
-            transfer_chunks: transfer_data.as_ref().and_then(ChunkedF64::new),
-            transient_chunks: transient_data.as_ref().and_then(ChunkedF64::new),
-            transfer_data,
-            transient_data,
+            transfer_data: transfer_data.map(Measurement::new),
+            transient_data: transient_data.map(Measurement::new),
             step_sampling,
             workflow_sampling,
         })
@@ -236,20 +232,10 @@ impl Experiment {
             start: vec![range.start, 0, 0],
             count: vec![range.len(), 2, p],
         };
-        let direct = self
-            .transfer_chunks
-            .as_ref()
-            .and_then(|c| c.read(&[slab]).ok())
-            .and_then(|mut slabs| slabs.pop());
-        let data = match direct {
-            Some(data) => data,
-            None => {
-                ds.read_slice::<f64, _, ndarray::Ix3>((range.clone(), .., ..))
-                    .map_err(|e| self.error(format!("reading transfer steps {range:?}: {e}")))?
-                    .into_raw_vec_and_offset()
-                    .0
-            }
-        };
+        let data = ds
+            .read(&[slab])
+            .map_err(|e| self.error(format!("reading transfer steps {range:?}: {e}")))?
+            .remove(0);
 
         let mut block = StepBlock {
             first_step: range.start,
@@ -291,26 +277,11 @@ impl Experiment {
                 start: vec![row, span.start],
                 count: vec![1, span.len()],
             };
-            let direct = self
-                .transient_chunks
-                .as_ref()
-                .and_then(|c| c.read(&[row(0), row(2)]).ok());
-            match direct {
-                Some(mut rows) => {
-                    let y = rows.pop().expect("two rows");
-                    (rows.pop().expect("two rows"), y)
-                }
-                None => {
-                    let read_row = |row: usize| {
-                        ds.read_slice_1d::<f64, _>((row, span.clone()))
-                            .map(|a| a.into_raw_vec_and_offset().0)
-                            .map_err(|e| {
-                                self.error(format!("reading transient steps {range:?}: {e}"))
-                            })
-                    };
-                    (read_row(0)?, read_row(2)?)
-                }
-            }
+            let mut rows = ds
+                .read(&[row(0), row(2)])
+                .map_err(|e| self.error(format!("reading transient steps {range:?}: {e}")))?;
+            let y = rows.pop().expect("two rows");
+            (rows.pop().expect("two rows"), y)
         };
 
         let contiguous = steps.windows(2).all(|w| w[0].end == w[1].start);

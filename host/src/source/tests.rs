@@ -4,7 +4,7 @@ use hdf5::types::{FixedAscii, VarLenAscii, VarLenUnicode};
 use hdf5::{File, H5Type, Location};
 use serde_json::Value;
 
-use super::chunked::{ChunkedF64, Slab};
+use super::chunked::{ChunkedF64, Measurement, Slab};
 use super::reader::FixedBytes;
 use super::*;
 
@@ -1211,13 +1211,28 @@ fn datasets_the_direct_path_does_not_decode_are_left_to_hdf5() {
         start: vec![1, 3],
         count: vec![2, 47],
     };
-    let got = ChunkedF64::new(&plain).unwrap().read(&[slab]).unwrap();
+    let got = ChunkedF64::new(&plain)
+        .unwrap()
+        .read(std::slice::from_ref(&slab))
+        .unwrap();
     let expected: Vec<f64> = data
         .slice(ndarray::s![1..3, 3..50])
         .iter()
         .copied()
         .collect();
-    assert_eq!(got, vec![expected]);
+    assert_eq!(got, vec![expected.clone()]);
+    // The reader's entry reads the others through HDF5, with the same slab semantics.
+    for ds in [contiguous, single, plain] {
+        let got = Measurement::new(ds)
+            .read(std::slice::from_ref(&slab))
+            .unwrap();
+        assert_eq!(got, vec![expected.clone()]);
+    }
+    let lossy = Measurement::new(scaled.clone()).read(&[slab]).unwrap();
+    let by_hdf5 = scaled
+        .read_slice::<f64, _, ndarray::Ix2>((1..3, 3..50))
+        .unwrap();
+    assert_eq!(lossy[0], by_hdf5.iter().copied().collect::<Vec<f64>>());
 }
 
 #[test]
