@@ -124,16 +124,18 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Runs `oect generate -o dir ARGS...` and returns the written `.h5` files.
+/// Runs `oect generate -o dir ARGS...` and returns the written `.h5` files, sorted.
 pub fn generate(dir: &Path, args: &[&str]) -> Vec<PathBuf> {
     let mut all = vec!["generate", "-o", dir.to_str().expect("UTF-8 path")];
     all.extend_from_slice(args);
     let o = oect(&all);
     assert!(o.status.success(), "{}", show(&o));
-    String::from_utf8_lossy(&o.stdout)
+    let mut files: Vec<PathBuf> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(PathBuf::from)
-        .collect()
+        .collect();
+    files.sort();
+    files
 }
 
 fn batches(path: &Path) -> Vec<RecordBatch> {

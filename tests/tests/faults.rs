@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdf5::H5Type;
-use oect_e2e::{oect, oect_bin, parquet_files, run_config, scratch, show};
+use oect_e2e::{generate, oect, oect_bin, parquet_files, run_config, scratch, show};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// Transfer and transient features; the exponential decay fit makes a run slow enough
@@ -19,19 +19,6 @@ const BOTH: &str = "features:
   - {name: peak, extractor: transient.peak_current, input: transient}
   - {name: decay, extractor: transient.decay_time, input: transient, params: {method: exponential}}
 ";
-
-fn generate(dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
-    let mut args = vec!["generate", "-o", dir.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let o = oect(&args);
-    assert!(o.status.success(), "{}", show(&o));
-    let mut files: Vec<PathBuf> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(PathBuf::from)
-        .collect();
-    files.sort();
-    files
-}
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("both.yaml");

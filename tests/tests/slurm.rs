@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use oect_e2e::{oect, parquet_files, read_table, run_config, scratch, show};
+use oect_e2e::{generate, oect, parquet_files, read_table, run_config, scratch, show};
 
 fn slurm_local() -> Option<PathBuf> {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,19 +73,18 @@ fn a_sharded_job_array_equals_a_single_machine_run() {
     }
     let dir = scratch("slurm");
     let data = dir.join("data");
-    let o = oect(&[
-        "generate",
-        "-o",
-        data.to_str().unwrap(),
-        "--experiments",
-        "5",
-        "--steps",
-        "6",
-        "--transfer-only",
-        "--seed",
-        "9",
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
+    generate(
+        &data,
+        &[
+            "--experiments",
+            "5",
+            "--steps",
+            "6",
+            "--transfer-only",
+            "--seed",
+            "9",
+        ],
+    );
     let broken = data.join("zz-late.h5");
     std::fs::write(&broken, b"half-copied file").unwrap();
     let out = dir.join("out");
@@ -127,25 +126,19 @@ fn a_sharded_job_array_equals_a_single_machine_run() {
 
     // The file finishes copying; --resume submits only the shard that needs it.
     let fixed = dir.join("fixed");
-    let o = oect(&[
-        "generate",
-        "-o",
-        fixed.to_str().unwrap(),
-        "--steps",
-        "6",
-        "--transfer-only",
-        "--chip-prefix",
-        "#LATE",
-        "--seed",
-        "10",
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
-    let generated = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    std::fs::copy(generated, &broken).unwrap();
+    let generated = generate(
+        &fixed,
+        &[
+            "--steps",
+            "6",
+            "--transfer-only",
+            "--chip-prefix",
+            "#LATE",
+            "--seed",
+            "10",
+        ],
+    );
+    std::fs::copy(&generated[0], &broken).unwrap();
     let mut resume = common.to_vec();
     resume.extend(["--resume", "--dry-run"]);
     let o = oect(&{

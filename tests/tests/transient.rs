@@ -127,20 +127,19 @@ fn robust_autotau_recovers_the_generated_time_constants() {
 fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
     let dir = scratch("configs");
     let data = dir.join("data");
-    let o = oect(&[
-        "generate",
-        "-o",
-        data.to_str().unwrap(),
-        "--experiments",
-        "2",
-        "--steps",
-        "4",
-        "--cycles",
-        "12",
-        "--seed",
-        "5",
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
+    generate(
+        &data,
+        &[
+            "--experiments",
+            "2",
+            "--steps",
+            "4",
+            "--cycles",
+            "12",
+            "--seed",
+            "5",
+        ],
+    );
     let listing = oect(&["configs", "list"]);
     let names: Vec<String> = String::from_utf8_lossy(&listing.stdout)
         .lines()
@@ -169,17 +168,10 @@ fn every_shipped_config_runs_in_both_modes_with_identical_tables() {
 /// files), in `dir/data`.
 fn final_transfer_data(dir: &Path) -> PathBuf {
     let data = dir.join("data");
-    let o = oect(&[
-        "generate",
-        "-o",
-        data.to_str().unwrap(),
-        "--steps",
-        "3",
-        "--cycles",
-        "8",
-        "--final-transfer",
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
+    generate(
+        &data,
+        &["--steps", "3", "--cycles", "8", "--final-transfer"],
+    );
     data
 }
 
@@ -244,15 +236,7 @@ fn a_cross_kind_expression_with_mismatched_lengths_is_a_clear_error() {
 fn unsafe_func_strings_are_refused_before_any_work() {
     let dir = scratch("unsafe-func");
     let data = dir.join("data");
-    let o = oect(&[
-        "generate",
-        "-o",
-        data.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--transfer-only",
-    ]);
-    assert!(o.status.success(), "{}", show(&o));
+    generate(&data, &["--steps", "2", "--transfer-only"]);
     for func in [
         "lambda x: __import__('os').system('touch pwned')",
         "lambda x: x.__class__",
