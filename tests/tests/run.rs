@@ -1,5 +1,7 @@
 //! `oect run` end to end on generated experiment files.
 
+use std::path::PathBuf;
+
 use oect_e2e::{
     attrs, float_column, generate, library, oect, parquet_files, read_table, run_config, scratch,
     show,
@@ -156,21 +158,27 @@ fn modes_and_worker_counts_give_identical_values() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn a_panicking_extractor_costs_one_cell_not_the_run() {
-    let dir = scratch("panic");
+/// A scratch folder with the faulty fixture plugin in `plugins/`, six transfer steps in
+/// `data/` and `config` in `config.yaml`: (folder, data, plugins, config file).
+fn with_faulty_fixture(name: &str, config: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let dir = scratch(name);
     let data = dir.join("data");
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     let fixture = library("faulty_fixture");
     std::fs::copy(&fixture, plugins.join(fixture.file_name().unwrap())).unwrap();
     generate(&data, &["--steps", "6", "--transfer-only"]);
-    let config = dir.join("faulty.yaml");
-    std::fs::write(
-        &config,
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    (dir, data, plugins, path)
+}
+
+#[test]
+fn a_panicking_extractor_costs_one_cell_not_the_run() {
+    let (dir, data, plugins, config) = with_faulty_fixture(
+        "panic",
         "features:\n  - {name: boom, extractor: fixture.panic_at, input: transfer, params: {at: 3}}\n  - {name: gm, extractor: transfer.gm_max, input: transfer}\n  - {name: boom2, extractor: fixture.double, input: boom}\n",
-    )
-    .unwrap();
+    );
     let out = dir.join("out");
     for mode in ["step", "experiment"] {
         let o = run_config(
@@ -259,19 +267,10 @@ fn config_errors_stop_before_any_work() {
 
 #[test]
 fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
-    let dir = scratch("timeout");
-    let data = dir.join("data");
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    let fixture = library("faulty_fixture");
-    std::fs::copy(&fixture, plugins.join(fixture.file_name().unwrap())).unwrap();
-    generate(&data, &["--steps", "6", "--transfer-only"]);
-    let config = dir.join("sleepy.yaml");
-    std::fs::write(
-        &config,
+    let (dir, data, plugins, config) = with_faulty_fixture(
+        "timeout",
         "features:\n  - {name: sleepy, extractor: fixture.sleepy, input: transfer, params: {hang_at: 2, inf_at: 4}}\n  - {name: gm, extractor: transfer.gm_max, input: transfer}\n",
-    )
-    .unwrap();
+    );
     let out = dir.join("out");
     let start = std::time::Instant::now();
     let o = run_config(
