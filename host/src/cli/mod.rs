@@ -86,15 +86,24 @@ enum Command {
     },
 }
 
+/// What a batch is: its input files, its config and its output folder.
 #[derive(Args)]
-struct StatusArgs {
-    /// Experiment files (.h5) or folders searched recursively, as given to `run`.
+struct BatchArgs {
+    /// Experiment files (.h5) or folders searched recursively.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    /// Shipped config name or path to a .yaml/.yml/.json config.
     #[arg(short, long)]
     config: String,
+    /// Output folder.
     #[arg(short, long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    batch: BatchArgs,
     /// Number of shards the batch is split into.
     #[arg(long, default_value_t = 1)]
     shards: usize,
@@ -111,7 +120,7 @@ enum SlurmCommand {
 #[derive(Args)]
 struct SubmitArgs {
     #[command(flatten)]
-    batch: StatusArgs,
+    status: StatusArgs,
     #[arg(long, value_enum, default_value_t = Mode::Step)]
     mode: Mode,
     #[arg(long)]
@@ -158,15 +167,8 @@ enum ConfigsCommand {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Experiment files (.h5) or folders searched recursively.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Shipped config name or path to a .yaml/.yml/.json config.
-    #[arg(short, long)]
-    config: String,
-    /// Output folder.
-    #[arg(short, long)]
-    out: PathBuf,
+    #[command(flatten)]
+    batch: BatchArgs,
     #[arg(long, value_enum, default_value_t = Mode::Step)]
     mode: Mode,
     /// Worker threads for the extractors [default: cores - 1, at least 1]. Decoding the
@@ -456,8 +458,8 @@ fn execute(
 }
 
 fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
-    let job = job(plugin_dirs, &args.config, &args.out)?;
-    let mut inputs = collect_inputs(&args.inputs)?;
+    let job = job(plugin_dirs, &args.batch.config, &args.batch.out)?;
+    let mut inputs = collect_inputs(&args.batch.inputs)?;
     if let Some(shard) = args.shard {
         inputs = shard.select(inputs);
     }
@@ -524,8 +526,8 @@ fn batch_sink(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Sink>
 }
 
 fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
-    let sink = batch_sink(plugin_dirs, &args.config, &args.out)?;
-    let files = collect_inputs(&args.inputs)?;
+    let sink = batch_sink(plugin_dirs, &args.batch.config, &args.batch.out)?;
+    let files = collect_inputs(&args.batch.inputs)?;
     let states = batch::status(&files, &sink, args.shards);
     let count = |want: fn(&batch::State) -> bool| states.iter().filter(|s| want(&s.2)).count();
     let incomplete = batch::incomplete_shards(&states);
@@ -560,17 +562,17 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
 }
 
 fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
-    let b = &args.batch;
-    if b.shards == 0 || args.cpus_per_task == 0 {
+    let (b, shards) = (&args.status.batch, args.status.shards);
+    if shards == 0 || args.cpus_per_task == 0 {
         bail!("--shards and --cpus-per-task must be at least 1");
     }
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let indices: Vec<usize> = if args.resume {
         let sink = batch_sink(plugin_dirs, &b.config, &b.out)?;
         let files = collect_inputs(&b.inputs)?;
-        batch::incomplete_shards(&batch::status(&files, &sink, b.shards))
+        batch::incomplete_shards(&batch::status(&files, &sink, shards))
     } else {
-        (0..b.shards).collect()
+        (0..shards).collect()
     };
     if indices.is_empty() {
         println!("nothing to submit: every experiment has an up-to-date output");
@@ -604,7 +606,7 @@ fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
     let script = batch::sbatch_script(&batch::ArrayJob {
         oect: &oect,
         run_args: &run_args,
-        shards: b.shards,
+        shards,
         indices: &indices,
         partition: args.partition.as_deref(),
         time: args.time.as_deref(),
@@ -636,7 +638,7 @@ fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
     println!("{job}");
     eprintln!(
         "submitted job array {job}: shards {indices:?} of {}; logs in {}",
-        b.shards,
+        shards,
         log_dir.display()
     );
     Ok(OK)
