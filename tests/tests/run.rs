@@ -309,3 +309,22 @@ fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
     assert_eq!(a["feature_errors"]["gm"], 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn demo_generates_runs_and_prints_its_table() {
+    let dir = scratch("demo");
+    let o = oect(&["demo", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("3 experiments: 3 written") && stdout.contains("gm_max_forward (S)"),
+        "{stdout}"
+    );
+    for chip in ["#SYN0001-1", "#SYN0002-2", "#SYN0003-3"] {
+        assert!(stdout.contains(&format!("{chip}          200")), "{stdout}");
+    }
+    let files = parquet_files(&dir.join("features"));
+    assert_eq!(files.len(), 3);
+    assert_eq!(float_column(&files[0], "absI_max").len(), 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
