@@ -3,11 +3,11 @@
 
 mod chunked;
 pub mod reader;
+pub mod steps;
 pub mod synth;
 
-pub use reader::{
-    AttrValue, Experiment, Sampling, SourceError, StepBlock, TransferLayout, TransientLayout,
-};
+pub use reader::{AttrValue, Experiment, SourceError, StepBlock, TransferLayout, TransientLayout};
+pub use steps::{Sampling, StepParams, StepRecord};
 pub use synth::{generate, DeviceType, Generated, SynthSpec};
 
 #[cfg(test)]

@@ -5,16 +5,15 @@
 //! [`Experiment::open`]; step data is read on demand, a whole range of steps per HDF5 call,
 //! because per-step hyperslab reads are what made the predecessor slow.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Attribute, Container, Dataset, File, Group, H5Type};
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::chunked::{Measurement, Slab};
+use super::steps::{self, Sampling, StepRecord};
 
 /// Chunk cache per open file, for the reads HDF5 still decodes itself (see `chunked`). Real
 /// chunks are up to ~250 kB (transient) and a transfer range read touches a whole row of chunks;
@@ -100,15 +99,6 @@ impl StepBlock {
     }
 }
 
-/// Sampling of a transient step, from the instrument parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sampling {
-    /// Gate square-wave period in seconds.
-    pub period: f64,
-    /// Samples per second.
-    pub sample_rate: f64,
-}
-
 /// Per-experiment metadata, read once when the file is opened.
 #[derive(Debug)]
 pub struct Experiment {
@@ -123,12 +113,12 @@ pub struct Experiment {
     pub transfer: Option<TransferLayout>,
     /// `None` if `/transient/measurement_data` is absent.
     pub transient: Option<TransientLayout>,
+    /// What the file records about each transfer and transient step (times, loop
+    /// iteration, instrument settings), in step order.
+    pub transfer_steps: Vec<StepRecord>,
+    pub transient_steps: Vec<StepRecord>,
     transfer_data: Option<Measurement>,
     transient_data: Option<Measurement>,
-    /// Per transient step, from the `raw/json` step parameters.
-    step_sampling: Vec<Option<Sampling>>,
-    /// From the first transient node of `raw/workflow`.
-    workflow_sampling: Option<Sampling>,
 }
 
 impl Experiment {
@@ -194,12 +184,19 @@ impl Experiment {
             .transpose()
             .map_err(&fail)?;
 
+        let n_transfer = transfer.as_ref().map_or(0, |t| t.n_steps);
         let n_transient = transient.as_ref().map_or(0, |t| t.steps.len());
-        let step_sampling = match (&transient, &table) {
-            (Some(_), Some(table)) => json_sampling(&file, table, n_transient),
-            _ => vec![None; n_transient],
+        let raw_json = scalar_text(&file, "json");
+        let workflow = scalar_text(&file, "workflow");
+        let transfer_table = match &transfer_group {
+            Some(g) if g.link_exists("step_info_table") => g.dataset("step_info_table").ok(),
+            _ => None,
         };
-        let workflow_sampling = workflow_sampling(&file);
+        let step_records = |table: Option<&Dataset>, kind: &str, count: usize| {
+            steps::records(table, raw_json.as_deref(), workflow.as_deref(), kind, count)
+        };
+        let transfer_steps = step_records(transfer_table.as_ref(), "transfer", n_transfer);
+        let transient_steps = step_records(table.as_ref(), "transient", n_transient);
 
         Ok(Experiment {
             path: path.to_path_buf(),
@@ -208,10 +205,10 @@ impl Experiment {
             attrs,
             transfer,
             transient,
+            transfer_steps,
+            transient_steps,
             transfer_data: transfer_data.map(Measurement::new),
             transient_data: transient_data.map(Measurement::new),
-            step_sampling,
-            workflow_sampling,
         })
     }
 
@@ -306,20 +303,10 @@ impl Experiment {
         Ok(block)
     }
 
-    /// Period and sample rate of transient step `step` from raw/json step params (join table row
-    /// data_file ↔ steps[*].data_file; bottomTime+topTime ms → period s; timeStep ms → Hz), else from
-    /// the first transient node of raw/workflow, else None. Unparsable metadata also gives None:
-    /// it only describes the data, so it never makes the file unreadable.
+    /// Period and sample rate of transient step `step` from its recorded settings (see
+    /// [`steps`](super::steps)), `None` when the file does not record them.
     pub fn transient_sampling(&self, step: usize) -> Option<Sampling> {
-        let n = self.transient.as_ref().map_or(0, |t| t.steps.len());
-        if step >= n {
-            return None;
-        }
-        self.step_sampling
-            .get(step)
-            .copied()
-            .flatten()
-            .or(self.workflow_sampling)
+        self.transient_steps.get(step)?.params.sampling()
     }
 
     fn error(&self, message: impl Into<String>) -> SourceError {
@@ -502,7 +489,7 @@ unsafe impl<const N: usize, const UTF8: bool> H5Type for FixedBytes<N, UTF8> {
 }
 
 /// A string element read in its stored form.
-trait TextCell: H5Type {
+pub(crate) trait TextCell: H5Type {
     fn bytes(&self) -> &[u8];
 }
 
@@ -526,7 +513,7 @@ impl<const N: usize, const UTF8: bool> TextCell for FixedBytes<N, UTF8> {
 
 /// Lossy UTF-8 whatever the charset flag says (variant A stores UTF-8 under ASCII), trailing
 /// NULs stripped.
-fn decode_text(bytes: &[u8]) -> String {
+pub(crate) fn decode_text(bytes: &[u8]) -> String {
     let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
@@ -596,113 +583,6 @@ fn attr_value(attr: &Attribute) -> Option<AttrValue> {
         | TypeDescriptor::FixedUnicode(_) => read_text(attr).ok().map(AttrValue::String),
         _ => None,
     }
-}
-
-/// One `data_file` cell of a step table, in the string type the table stores it as.
-#[derive(H5Type)]
-#[repr(C)]
-struct DataFileRow<S: H5Type> {
-    data_file: S,
-}
-
-/// The step table's `data_file` column, if it has a readable one.
-fn data_files(table: &Dataset) -> Option<Vec<String>> {
-    fn read<S: TextCell>(table: &Dataset) -> Option<Vec<String>> {
-        let rows = table.read_raw::<DataFileRow<S>>().ok()?;
-        Some(
-            rows.iter()
-                .map(|r| decode_text(r.data_file.bytes()))
-                .collect(),
-        )
-    }
-    let TypeDescriptor::Compound(c) = table.dtype().ok()?.to_descriptor().ok()? else {
-        return None;
-    };
-    match c.fields.iter().find(|f| f.name == "data_file")?.ty {
-        TypeDescriptor::FixedAscii(_) => read::<FixedBytes<256, false>>(table),
-        TypeDescriptor::FixedUnicode(_) => read::<FixedBytes<256, true>>(table),
-        TypeDescriptor::VarLenAscii => read::<VarLenAscii>(table),
-        TypeDescriptor::VarLenUnicode => read::<VarLenUnicode>(table),
-        _ => None,
-    }
-}
-
-/// The timing keys of a transient step's or workflow node's parameters (ms).
-fn sampling_from_params(params: &Value) -> Option<Sampling> {
-    let ms = |key: &str| params.get(key).and_then(Value::as_f64);
-    let (bottom, top, step) = (ms("bottomTime")?, ms("topTime")?, ms("timeStep")?);
-    let period = (top + bottom) / 1000.0;
-    let sample_rate = 1.0 / (step / 1000.0);
-    let valid = |v: f64| v.is_finite() && v > 0.0;
-    (valid(period) && valid(sample_rate)).then_some(Sampling {
-        period,
-        sample_rate,
-    })
-}
-
-#[derive(Deserialize)]
-struct RawInfo {
-    #[serde(default)]
-    steps: Vec<RawStep>,
-}
-
-/// The instrument writes `params`; the converter code looks for `parameters`. Accept both.
-#[derive(Deserialize)]
-struct RawStep {
-    #[serde(default)]
-    data_file: Option<Value>,
-    #[serde(default, alias = "parameters")]
-    params: Option<Value>,
-}
-
-/// Per transient step, the sampling from `raw/json`, joined on the table's `data_file`.
-fn json_sampling(file: &File, table: &Dataset, n_steps: usize) -> Vec<Option<Sampling>> {
-    let by_file = scalar_text(file, "json")
-        .and_then(|text| serde_json::from_str::<RawInfo>(&text).ok())
-        .map(|info| {
-            let mut map = HashMap::new();
-            for step in info.steps {
-                let name = step
-                    .data_file
-                    .as_ref()
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                let sampling = step.params.as_ref().and_then(sampling_from_params);
-                if let (Some(name), Some(sampling)) = (name, sampling) {
-                    map.entry(name).or_insert(sampling);
-                }
-            }
-            map
-        })
-        .unwrap_or_default();
-    let names = if by_file.is_empty() {
-        None
-    } else {
-        data_files(table)
-    };
-    match names {
-        Some(names) => (0..n_steps)
-            .map(|j| names.get(j).and_then(|n| by_file.get(n)).copied())
-            .collect(),
-        None => vec![None; n_steps],
-    }
-}
-
-/// Sampling of the first transient node of `raw/workflow`, searching loops depth-first.
-fn workflow_sampling(file: &File) -> Option<Sampling> {
-    fn first_transient(node: &Value) -> Option<&Value> {
-        match node {
-            Value::Array(items) => items.iter().find_map(first_transient),
-            Value::Object(obj) if obj.get("type").and_then(Value::as_str) == Some("transient") => {
-                obj.get("params")
-            }
-            Value::Object(obj) => obj.get("steps").and_then(first_transient),
-            _ => None,
-        }
-    }
-    let text = scalar_text(file, "workflow")?;
-    let workflow: Value = serde_json::from_str(&text).ok()?;
-    first_transient(&workflow).and_then(sampling_from_params)
 }
 
 /// Text of the scalar dataset `/raw/<name>`, if present and readable.

@@ -1279,3 +1279,65 @@ fn a_damaged_chunk_is_refused_and_hdf5_reports_it() {
     let err = exp.read_transient(0..1).unwrap_err();
     assert_error(err, &g.path, "reading transient steps 0..1");
 }
+
+// ---- per-step records ------------------------------------------------------------------------
+
+/// Loop iterations, times and the instrument settings of every step, for files written by
+/// `oect generate` and by the predecessor's generator (lab layout).
+#[test]
+fn step_records_give_iteration_times_and_settings() {
+    let dir = TempDir::new("records");
+    let spec = SynthSpec {
+        n_steps: 3,
+        n_cycles: 2,
+        final_transfer: true,
+        ..Default::default()
+    };
+    let g = &generate(&spec, &dir.0).unwrap()[0];
+    let (python, _) = python_fixture("#SYN0001-1-synthetic-test_20250815134211_1e4d4a3e.h5");
+    for exp in [Experiment::open(&g.path).unwrap(), python] {
+        let it: Vec<Option<u64>> = exp
+            .transfer_steps
+            .iter()
+            .map(|r| r.loop_iteration)
+            .collect();
+        assert_eq!(
+            it,
+            [Some(1), Some(2), Some(3), None],
+            "{}",
+            exp.path.display()
+        );
+        let it: Vec<Option<u64>> = exp
+            .transient_steps
+            .iter()
+            .map(|r| r.loop_iteration)
+            .collect();
+        assert_eq!(it, [Some(1), Some(2), Some(3)]);
+        // steps alternate transfer, transient within each iteration, the final transfer last
+        let start = |r: &StepRecord| r.start_time.expect("start time");
+        let (tr, ts) = (&exp.transfer_steps, &exp.transient_steps);
+        for k in 0..3 {
+            assert!(start(&tr[k]) < start(&ts[k]));
+            assert!(tr[k].end_time.unwrap() <= start(&ts[k]));
+        }
+        assert!(start(&ts[2]) < start(&tr[3]));
+        for r in tr {
+            let p = &r.params;
+            assert_eq!(p.drain_voltage, Some(0.1));
+            assert_eq!((p.gate_start, p.gate_end), (Some(-0.6), Some(0.6)));
+            assert_eq!((p.gate_step, p.sweep_back), (Some(0.01), Some(true)));
+            assert_eq!(p.time_step, Some(0.3));
+            assert!(r
+                .data_file
+                .as_deref()
+                .is_some_and(|f| f.ends_with("_transfer.csv")));
+        }
+        for r in ts {
+            let p = &r.params;
+            assert_eq!(p.drain_voltage, Some(0.1));
+            assert_eq!((p.gate_bottom, p.gate_top), (Some(-0.3), Some(0.6)));
+            assert_eq!((p.bottom_time, p.top_time), (Some(0.125), Some(0.125)));
+            assert_eq!(p.cycles, Some(2));
+        }
+    }
+}
