@@ -11,14 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::sink::{read_attrs, Sink};
+use crate::config::FeatureConfig;
+use crate::sink::{
+    file_part, parquet_files, read_meta, CollectedMeta, OutputMeta, Sink, ATTRS_KEY, FORMAT_VERSION,
+};
 use crate::source::Experiment;
 
 /// `I/N` with `I < N`.
@@ -64,10 +67,16 @@ impl Shard {
 
 /// State of one experiment of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum State {
-    /// An up-to-date output exists.
+    /// An up-to-date output exists, without failed steps.
     Done,
+    /// An up-to-date output exists, but it records failed steps (NaN cells); rerunning
+    /// with `--force` computes them again.
+    DoneWithFailedSteps {
+        failed_steps: usize,
+        no_fit_steps: usize,
+    },
     /// No up-to-date output (never computed, or stale).
     Missing,
     /// The file cannot be used; the reason.
@@ -83,14 +92,20 @@ pub fn status(files: &[PathBuf], sink: &Sink, shards: usize) -> Vec<(PathBuf, us
             let state = match Experiment::open(f) {
                 Err(e) => State::Failed(e.message),
                 Ok(exp) => match crate::exec::source_hash(f) {
-                    Ok(hash)
-                        if sink
-                            .up_to_date(&exp.chip_id, &exp.device_id, &hash)
-                            .is_some() =>
-                    {
-                        State::Done
-                    }
-                    Ok(_) => State::Missing,
+                    Ok(hash) => match sink.up_to_date(&crate::exec::experiment_key(&exp), &hash) {
+                        Some((_, meta)) => {
+                            let c = meta.counts();
+                            if c.failed_steps == 0 {
+                                State::Done
+                            } else {
+                                State::DoneWithFailedSteps {
+                                    failed_steps: c.failed_steps,
+                                    no_fit_steps: c.no_fit_steps,
+                                }
+                            }
+                        }
+                        None => State::Missing,
+                    },
                     Err(e) => State::Failed(e),
                 },
             };
@@ -99,11 +114,12 @@ pub fn status(files: &[PathBuf], sink: &Sink, shards: usize) -> Vec<(PathBuf, us
         .collect()
 }
 
-/// The shards (sorted, each once) that still have an experiment not done.
+/// The shards (sorted, each once) that still have an experiment without an up-to-date
+/// output (an output with failed steps is up to date: rerunning gives the same).
 pub fn incomplete_shards(states: &[(PathBuf, usize, State)]) -> Vec<usize> {
     let mut shards: Vec<usize> = states
         .iter()
-        .filter(|s| s.2 != State::Done)
+        .filter(|s| matches!(s.2, State::Missing | State::Failed(_)))
         .map(|s| s.1)
         .collect();
     shards.sort_unstable();
@@ -165,78 +181,139 @@ pub fn sbatch_script(job: &ArrayJob<'_>) -> String {
     s
 }
 
-/// Merges the outputs of `config` in `out_dir` into one Parquet file with `chip_id` and
-/// `device_id` columns first. Returns the number of experiments and rows.
-pub fn collect(out_dir: &Path, config: &str, target: &Path) -> Result<(usize, usize)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
-        .with_context(|| format!("{}: cannot read folder", out_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".parquet")
-                && !name.starts_with('.')
-                && name.contains(&format!("-{config}-feat_"))
-                && p.as_path() != target
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("{}: no outputs of config '{config}'", out_dir.display());
+/// What `collect` merged and what it left out.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub experiments: usize,
+    pub rows: usize,
+    /// Files of the config's folder that were not merged, and why.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// How many of the skipped files could not be read.
+    pub unreadable: usize,
+}
+
+/// Merges the outputs of `config` under `out_dir` (its folder `out_dir/<config>`) into one
+/// Parquet file. Outputs are selected by their metadata: files of another config, hidden
+/// files and unreadable ones are skipped and reported. The merged file's metadata holds
+/// every experiment's own. Outputs of different versions of the config (different
+/// `config_hash`) are refused: their values are not one table.
+pub fn collect(out_dir: &Path, config: &FeatureConfig, target: &Path) -> Result<Collected> {
+    let dir = out_dir.join(file_part(&config.name));
+    let (files, hidden) = parquet_files(&dir).with_context(|| {
+        format!(
+            "{}: no outputs of config '{}' (cannot read the folder)",
+            dir.display(),
+            config.name
+        )
+    })?;
+    let mut report = Collected::default();
+    for h in hidden {
+        report.skipped.push((
+            h,
+            "hidden file (a temporary file of a run in progress?)".into(),
+        ));
+    }
+    let target_abs = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
+    let mut chosen: Vec<(PathBuf, OutputMeta)> = Vec::new();
+    for f in files {
+        if std::path::absolute(&f).is_ok_and(|p| p == target_abs) {
+            continue;
+        }
+        match read_meta(&f) {
+            Err(e) => {
+                report.unreadable += 1;
+                report.skipped.push((f, format!("unreadable: {e}")));
+            }
+            Ok(m) if m.config_identity != config.identity => report.skipped.push((
+                f,
+                format!("an output of another config ({})", m.config_identity),
+            )),
+            Ok(m) => chosen.push((f, m)),
+        }
+    }
+    if chosen.is_empty() {
+        bail!(
+            "{}: no outputs of config '{}'",
+            dir.display(),
+            config.identity
+        );
+    }
+    let mut hashes: Vec<&str> = chosen.iter().map(|(_, m)| m.config_hash.as_str()).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    if hashes.len() > 1 {
+        bail!(
+            "{}: the outputs come from {} different versions of config '{}' (config or plugins changed between runs); run `oect run` again to bring them all up to date",
+            dir.display(),
+            hashes.len(),
+            config.name
+        );
     }
     let mut batches = Vec::new();
     let mut schema: Option<Arc<Schema>> = None;
-    for f in &files {
-        let attrs = read_attrs(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        let text = |k: &str| attrs[k].as_str().unwrap_or("NA").to_string();
-        let (chip, device) = (text("chip_id"), text("device_id"));
+    for (f, _) in &chosen {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f)?)
             .with_context(|| format!("{}: not a readable Parquet file", f.display()))?
             .build()?;
         for batch in reader {
-            let batch = batch?;
-            let n = batch.num_rows();
-            let mut fields = vec![
-                Field::new("chip_id", DataType::Utf8, false),
-                Field::new("device_id", DataType::Utf8, false),
-            ];
-            fields.extend(batch.schema().fields().iter().map(|f| f.as_ref().clone()));
-            let mut columns: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from(vec![chip.as_str(); n])),
-                Arc::new(StringArray::from(vec![device.as_str(); n])),
-            ];
-            columns.extend(batch.columns().iter().cloned());
-            let this = Arc::new(Schema::new(fields));
+            let batch = batch.with_context(|| format!("{}: cannot read", f.display()))?;
+            let this = batch.schema();
             match &schema {
                 Some(s) if s.fields() != this.fields() => bail!(
-                    "{}: its columns differ from the other outputs of '{config}'",
-                    f.display()
+                    "{}: its columns differ from the other outputs of '{}'",
+                    f.display(),
+                    config.name
                 ),
                 Some(_) => {}
                 None => schema = Some(this.clone()),
             }
-            batches.push(RecordBatch::try_new(this, columns)?);
+            report.rows += batch.num_rows();
+            batches.push(batch);
         }
     }
-    let schema = schema.expect("at least one file");
-    let meta: std::collections::HashMap<String, String> = [
-        ("config_name".to_string(), config.to_string()),
-        ("source".to_string(), "oect collect".to_string()),
-    ]
-    .into();
-    let schema = Arc::new(Schema::new(schema.fields().clone()).with_metadata(meta));
+    let first = &chosen[0].1;
+    let merged = CollectedMeta {
+        format_version: FORMAT_VERSION,
+        config_name: config.name.clone(),
+        config_identity: config.identity.clone(),
+        config_hash: first.config_hash.clone(),
+        created_at: chrono::Local::now().to_rfc3339(),
+        oect_version: env!("CARGO_PKG_VERSION").to_string(),
+        units: first.units.clone(),
+        experiments: chosen.iter().map(|(_, m)| m.clone()).collect(),
+    };
+    let attrs = serde_json::to_string(&merged)?;
+    let fields = schema.expect("at least one file").fields().clone();
+    let schema = Arc::new(
+        Schema::new(fields).with_metadata(std::collections::HashMap::from([(
+            ATTRS_KEY.to_string(),
+            attrs.clone(),
+        )])),
+    );
     let tmp = target.with_extension("parquet.tmp");
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    let mut writer = ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props))?;
-    let mut rows = 0;
-    for b in batches {
-        rows += b.num_rows();
-        writer.write(&RecordBatch::try_new(schema.clone(), b.columns().to_vec())?)?;
-    }
-    writer.close()?;
-    std::fs::rename(&tmp, target)?;
-    Ok((files.len(), rows))
+    let write = || -> Result<()> {
+        let mut writer = ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props))?;
+        for b in &batches {
+            writer.write(&RecordBatch::try_new(schema.clone(), b.columns().to_vec())?)?;
+        }
+        writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+            ATTRS_KEY.to_string(),
+            attrs.clone(),
+        ));
+        writer.close()?;
+        std::fs::rename(&tmp, target)?;
+        Ok(())
+    };
+    write()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("{}: cannot write", target.display()))?;
+    report.experiments = chosen.len();
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, FeatureConfig};
+use crate::config::{self, ConfigError, FeatureConfig};
 use crate::exec::{self, Mode, RunOptions};
 use crate::graph::FeatureGraph;
-use crate::plugins::{PluginDoc, Registry};
+use crate::plugins::Registry;
 use crate::sink::Sink;
 use crate::source::{synth, Experiment};
 
@@ -73,11 +73,12 @@ enum Command {
         #[command(subcommand)]
         command: SlurmCommand,
     },
-    /// Merge one config's outputs into a single Parquet file (chip_id, device_id first).
+    /// Merge one config's outputs into a single Parquet file, keeping every experiment's
+    /// metadata.
     Collect {
-        /// Output folder of `oect run`.
+        /// Output folder of `oect run` (its `-o`).
         out_dir: PathBuf,
-        /// Config whose outputs are merged.
+        /// Config whose outputs are merged (shipped name or path, as given to `run`).
         #[arg(short, long)]
         config: String,
         /// The merged file.
@@ -307,12 +308,18 @@ fn dispatch(cli: Cli) -> Result<u8> {
             config,
             output,
         } => {
-            let (experiments, rows) = batch::collect(&out_dir, &config, &output)?;
+            let config = config::load(&config)?;
+            let report = batch::collect(&out_dir, &config, &output)?;
             println!(
-                "{}: {experiments} experiments, {rows} rows",
-                output.display()
+                "{}: {} experiments, {} rows",
+                output.display(),
+                report.experiments,
+                report.rows
             );
-            Ok(OK)
+            for (path, why) in &report.skipped {
+                println!("  skipped {}: {why}", path.display());
+            }
+            Ok(if report.unreadable > 0 { PARTIAL } else { OK })
         }
         Command::Configs {
             command: ConfigsCommand::List,
@@ -407,7 +414,6 @@ fn default_workers() -> usize {
 /// What `run`, `demo` and the batch commands build from the plugins, a config and an
 /// output folder.
 struct Job {
-    plugins: Vec<PluginDoc>,
     config: FeatureConfig,
     graph: FeatureGraph,
     sink: Sink,
@@ -420,13 +426,15 @@ fn job(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Job> {
     }
     let config = config::load(config)?;
     let graph = FeatureGraph::build(&config, &registry)?;
-    let sink = Sink {
-        out_dir: out.to_path_buf(),
-        config_name: config.name.clone(),
-        hash8: graph.content_hash[..8].to_string(),
-    };
+    crate::sink::check_columns(&exec::table::feature_columns(&graph))
+        .map_err(|e| ConfigError(format!("{}: {e}", config.origin)))?;
+    let sink = Sink::open(
+        out,
+        &config.name,
+        &config.identity,
+        &graph.content_hash[..8],
+    )?;
     Ok(Job {
-        plugins: registry.plugins().cloned().collect(),
         config,
         graph,
         sink,
@@ -442,8 +450,10 @@ fn execute(
     json: bool,
 ) -> Result<(u8, exec::Summary)> {
     exec::stop_on_signals().context("cannot install the Ctrl-C handler")?;
-    let out = job.sink.out_dir.clone();
-    let summary = exec::run(job.graph, job.config, job.plugins, job.sink, inputs, opts);
+    // Fail fast: a folder that cannot be written is found before any file is read.
+    job.sink.create_folder()?;
+    let out = job.sink.dir().to_path_buf();
+    let summary = exec::run(job.graph, job.config, job.sink, inputs, opts);
     report::summary(&summary, &out, json)?;
     if summary.interrupted {
         /// The shell's status for a command stopped by SIGINT.
@@ -526,11 +536,13 @@ fn batch_sink(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Sink>
 }
 
 fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
+    use batch::State;
     let sink = batch_sink(plugin_dirs, &args.batch.config, &args.batch.out)?;
     let files = collect_inputs(&args.batch.inputs)?;
     let states = batch::status(&files, &sink, args.shards);
-    let count = |want: fn(&batch::State) -> bool| states.iter().filter(|s| want(&s.2)).count();
+    let count = |want: fn(&State) -> bool| states.iter().filter(|s| want(&s.2)).count();
     let incomplete = batch::incomplete_shards(&states);
+    let all_done = states.iter().all(|s| s.2 == State::Done);
     if args.json {
         let doc = serde_json::json!({
             "experiments": states.iter().map(|(f, shard, state)| serde_json::json!({
@@ -541,24 +553,29 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!(
-            "{} experiments: {} done, {} missing, {} failed; shards with work left: {:?}",
+            "{} experiments: {} done, {} done with failed steps, {} missing, {} failed; shards with work left: {:?}",
             states.len(),
-            count(|s| *s == batch::State::Done),
-            count(|s| *s == batch::State::Missing),
-            count(|s| matches!(s, batch::State::Failed(_))),
+            count(|s| *s == State::Done),
+            count(|s| matches!(s, State::DoneWithFailedSteps { .. })),
+            count(|s| *s == State::Missing),
+            count(|s| matches!(s, State::Failed(_))),
             incomplete
         );
         for (f, shard, state) in &states {
             match state {
-                batch::State::Missing => println!("  missing (shard {shard}) {}", f.display()),
-                batch::State::Failed(why) => {
+                State::Missing => println!("  missing (shard {shard}) {}", f.display()),
+                State::Failed(why) => {
                     println!("  FAILED (shard {shard}) {}: {why}", f.display())
                 }
-                batch::State::Done => {}
+                State::DoneWithFailedSteps { failed_steps, .. } => println!(
+                    "  done with {failed_steps} failed steps (shard {shard}) {}",
+                    f.display()
+                ),
+                State::Done => {}
             }
         }
     }
-    Ok(if incomplete.is_empty() { OK } else { PARTIAL })
+    Ok(if all_done { OK } else { PARTIAL })
 }
 
 fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {

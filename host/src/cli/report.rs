@@ -156,20 +156,28 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     } else {
         String::new()
     };
-    let (step_errors, nonfinite): (usize, usize) = s
+    // Up-to-date outputs count with what they record, so a rerun reports the same.
+    let (step_errors, no_fit, nonfinite) = s
         .experiments
         .iter()
         .map(|o| match o {
             Outcome::Written {
                 step_errors,
+                no_fit_steps,
                 nonfinite_steps,
                 ..
-            } => (*step_errors, *nonfinite_steps),
-            _ => (0, 0),
+            }
+            | Outcome::Skipped {
+                step_errors,
+                no_fit_steps,
+                nonfinite_steps,
+                ..
+            } => (*step_errors, *no_fit_steps, *nonfinite_steps),
+            _ => (0, 0, 0),
         })
-        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+        .fold((0, 0, 0), |(a, b, c), (x, y, z)| (a + x, b + y, c + z));
     println!(
-        "{} experiments: {written} written, {skipped} up to date, {failed} failed{interrupted}; {step_errors} failed steps, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
+        "{} experiments: {written} written, {skipped} up to date, {failed} failed{interrupted}; {step_errors} failed steps, {no_fit} steps without a fit, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
         s.experiments.len(),
         s.tasks,
         s.seconds,
@@ -192,6 +200,16 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
             Outcome::Failed { input, reason } => {
                 println!("  FAILED {}: {reason}", input.display())
             }
+            Outcome::Skipped {
+                input,
+                output,
+                step_errors,
+                ..
+            } if *step_errors > 0 => println!(
+                "  {}: up to date, but {} records {step_errors} failed steps (--force recomputes them)",
+                input.display(),
+                output.display()
+            ),
             Outcome::Written { input, errors, .. } if !errors.is_empty() => {
                 for e in errors.iter().take(3) {
                     let at = e
@@ -206,7 +224,7 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
                 }
                 if errors.len() > 3 {
                     println!(
-                        "  {}: … and {} more failed steps",
+                        "  {}: … and {} more steps without a value",
                         input.display(),
                         errors.len() - 3
                     );
@@ -241,11 +259,8 @@ pub fn demo_table(s: &Summary) -> Result<()> {
             .next()
             .transpose()?;
         let Some(batch) = batch else { continue };
-        let name = output
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.split("-v2_").next())
-            .unwrap_or("?");
+        let meta = crate::sink::read_meta(output).map_err(anyhow::Error::msg)?;
+        let name = format!("{}-{}", meta.chip_id, meta.device_id);
         let mut cells = Vec::new();
         for c in columns {
             let cell = batch

@@ -32,6 +32,11 @@ pub struct FeatureSpec {
     pub inputs: Vec<String>,
     /// A JSON object.
     pub params: Json,
+    /// `unit:` of the column(s), written to the output's field metadata and attrs.
+    pub unit: Option<String>,
+    /// `components:` names of the last axis of a per-step array (e.g. `[tau_on, tau_off]`),
+    /// so readers of the output need not guess which member is which.
+    pub components: Option<Vec<String>>,
 }
 
 /// A loaded, schema-valid feature config.
@@ -39,8 +44,12 @@ pub struct FeatureSpec {
 pub struct FeatureConfig {
     /// Name used in output file names: the built-in's name, or the file stem.
     pub name: String,
-    /// Where it came from (`builtin:<name>` or the path).
+    /// Where it came from (`builtin:<name>` or the path as given).
     pub origin: String,
+    /// What makes two configs the same config: `builtin:<name>`, or the canonical path of the
+    /// file. Outputs record it, so a different config that happens to have the same name is
+    /// never mistaken for this one (see `sink`).
+    pub identity: String,
     /// The exact text, hashed into output names so an edited config is recomputed.
     pub text: String,
     pub features: Vec<FeatureSpec>,
@@ -74,12 +83,12 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ),
     (
         "v2_mixed",
-        "transfer + transient: gm_max, Von, absI_max, peak current, decay time, derived — 7 features",
+        "transfer + transient: gm_max, Von, absI_max, peak current, AutoTau decay time, derived — 8 features",
         include_str!("../../configs/v2_mixed.yaml"),
     ),
     (
         "v2_transient_cycles",
-        "transient: 100 cycle peaks per step and their mean, std and decay rate — 4 features",
+        "transient: a peak per cycle (up to 100 per step) and their mean, std and decay rate — 4 features",
         include_str!("../../configs/v2_transient_cycles.yaml"),
     ),
     (
@@ -130,7 +139,12 @@ fn load_path(path: &Path) -> Result<FeatureConfig, ConfigError> {
         .and_then(|s| s.to_str())
         .unwrap_or("config")
         .to_string();
-    parse(&name, &shown.to_string(), &text)
+    let mut config = parse(&name, &shown.to_string(), &text)?;
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| ConfigError(format!("{shown}: cannot resolve the path: {e}")))?;
+    config.identity = canonical.display().to_string();
+    Ok(config)
 }
 
 /// Parses and validates config text (YAML; JSON is valid YAML).
@@ -235,6 +249,7 @@ pub fn parse(name: &str, origin: &str, text: &str) -> Result<FeatureConfig, Conf
     Ok(FeatureConfig {
         name: name.to_string(),
         origin: origin.to_string(),
+        identity: origin.to_string(),
         text: text.to_string(),
         features,
     })
@@ -249,6 +264,7 @@ const FEATURE_KEYS: &[&str] = &[
     "output_shape",
     "unit",
     "description",
+    "components",
 ];
 
 fn feature(item: &Yaml, name_key: Option<&String>, index: usize) -> Result<FeatureSpec, String> {
@@ -302,11 +318,31 @@ fn feature(item: &Yaml, name_key: Option<&String>, index: usize) -> Result<Featu
         }
         Some(_) => return Err(here("`params` must be a mapping")),
     };
+    let unit = match field("unit") {
+        None | Some(Yaml::Null) => None,
+        Some(Yaml::String(u)) => Some(u.clone()),
+        Some(_) => return Err(here("`unit` must be a string")),
+    };
+    let components = match field("components") {
+        None | Some(Yaml::Null) => None,
+        Some(Yaml::Sequence(items)) if !items.is_empty() => Some(
+            items
+                .iter()
+                .map(|v| match v {
+                    Yaml::String(s) if !s.is_empty() => Ok(s.clone()),
+                    _ => Err(here("`components` entries must be non-empty strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(here("`components` must be a non-empty list of names")),
+    };
     Ok(FeatureSpec {
         name,
         kind,
         inputs,
         params,
+        unit,
+        components,
     })
 }
 

@@ -181,24 +181,9 @@ fn check_shape(v: FeatureValue, declared: &[Dim]) -> Result<FeatureValue, String
             "returned shape {:?} ({} values) but declares {}",
             v.shape.as_slice(),
             v.data.len(),
-            describe(declared)
+            crate::graph::describe(declared)
         ))
     }
-}
-
-/// A declared shape as text, e.g. `[n_cycles, 2]` or `scalar`.
-pub fn describe(shape: &[Dim]) -> String {
-    if shape.is_empty() {
-        return "a scalar".into();
-    }
-    let dims: Vec<String> = shape
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(k) => k.to_string(),
-            Dim::Dyn(name) => name.to_string(),
-        })
-        .collect();
-    format!("[{}]", dims.join(", "))
 }
 
 /// Channel names of the measured data, as extractors see them.

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::compute::{self, Part};
 use super::{Ctx, Outcome, Phase, Prepared};
-use crate::graph::{Input, Op};
+use crate::graph::{Input, Op, Rows};
 
 pub(super) fn run(
     ctx: &Arc<Ctx>,
@@ -64,7 +64,7 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
             // Per-step nodes of this source, in topological order.
             let mut chunk_parts: Vec<Option<Part>> = vec![None; graph.nodes.len()];
             for (i, node) in graph.nodes.iter().enumerate() {
-                if node.rows != Some(source) || !matches!(node.op, Op::Extract(_)) {
+                if node.rows != Rows::Source(source) || !matches!(node.op, Op::Extract(_)) {
                     continue;
                 }
                 ctx.tasks.fetch_add(1, Ordering::Relaxed);

@@ -29,11 +29,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::FeatureConfig;
 use crate::graph::{FeatureGraph, Input, Source};
-use crate::plugins::PluginDoc;
-use crate::sink::Sink;
+use crate::sink::{ExperimentKey, OutputMeta, PluginMeta, Sink, StepError, FORMAT_VERSION};
 use crate::source::{Experiment, Sampling, SourceError, StepBlock};
 use compute::Part;
-use table::StepError;
 
 /// Set by SIGINT / SIGTERM; the reader, the scheduler loops and experiment mode check it
 /// between chunks, so a stop leaves only whole files (or none) behind.
@@ -87,18 +85,26 @@ pub struct RunOptions {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
-    /// Written; `step_errors` cells are NaN because a step failed, and
-    /// `nonfinite_steps` values hold NaN or ±inf returned by an extractor.
+    /// Written; `step_errors` cells are NaN because a step failed, `no_fit_steps` because
+    /// the step has no result ("no fit: …"), and `nonfinite_steps` values hold NaN or ±inf.
+    /// Counts cover every feature, derived ones included.
     Written {
         input: PathBuf,
         output: PathBuf,
         rows: usize,
         step_errors: usize,
+        no_fit_steps: usize,
         nonfinite_steps: usize,
         errors: Vec<StepError>,
     },
-    /// An up-to-date output already exists.
-    Skipped { input: PathBuf, output: PathBuf },
+    /// An up-to-date output already exists; the counts are those it records.
+    Skipped {
+        input: PathBuf,
+        output: PathBuf,
+        step_errors: usize,
+        no_fit_steps: usize,
+        nonfinite_steps: usize,
+    },
     /// Nothing written; `reason` says why.
     Failed { input: PathBuf, reason: String },
     /// Excluded by `--chip-id` / `--device-id`.
@@ -139,11 +145,14 @@ impl Summary {
         self.experiments.iter().filter(|o| pred(o)).count()
     }
 
-    /// True when every experiment was written or skipped without any failed step.
+    /// True when every experiment was written or is up to date without any failed step
+    /// (steps without a result, "no fit", are not failures).
     pub fn all_ok(&self) -> bool {
         self.experiments.iter().all(|o| match o {
-            Outcome::Written { step_errors, .. } => *step_errors == 0,
-            Outcome::Skipped { .. } | Outcome::Filtered { .. } => true,
+            Outcome::Written { step_errors, .. } | Outcome::Skipped { step_errors, .. } => {
+                *step_errors == 0
+            }
+            Outcome::Filtered { .. } => true,
             Outcome::Failed { .. } | Outcome::Interrupted { .. } => false,
         })
     }
@@ -154,11 +163,10 @@ struct Ctx {
     graph: Arc<FeatureGraph>,
     limits: compute::Limits,
     config: FeatureConfig,
-    plugins: Vec<PluginDoc>,
     sink: Sink,
     opts: RunOptions,
-    /// `chip-device` → file, to refuse two files that would write the same output.
-    claimed: Mutex<HashMap<String, PathBuf>>,
+    /// Experiment → file, to refuse two files that would write the same output.
+    claimed: Mutex<HashMap<ExperimentKey, PathBuf>>,
     tasks: std::sync::atomic::AtomicUsize,
     /// Nanoseconds spent per phase, summed over threads.
     phase_ns: [AtomicU64; 3],
@@ -205,8 +213,12 @@ impl Ctx {
 /// An opened experiment that needs computing.
 struct Prepared {
     exp: Experiment,
+    /// `chip-device`, for extractor messages.
     id: String,
+    key: ExperimentKey,
     source_hash: String,
+    /// The table's rows and key columns.
+    layout: table::RowLayout,
     /// Steps per data source the graph reads.
     steps: BTreeMap<Source, usize>,
     chunks: BTreeMap<Source, Vec<Range<usize>>>,
@@ -285,14 +297,16 @@ impl Ctx {
             });
         }
         let id = format!("{}-{}", exp.chip_id, exp.device_id);
+        let key = experiment_key(&exp);
         if let Some(other) = self
             .claimed
             .lock()
             .expect("claim table")
-            .insert(id.clone(), path.to_path_buf())
+            .insert(key.clone(), path.to_path_buf())
         {
             return Err(failed(format!(
-                "same chip_id and device_number ({id}) as {}; their outputs would overwrite each other",
+                "same chip_id, device_number and test_id ({}) as {}: the same test twice; their outputs would overwrite each other",
+                key.stem(),
                 other.display()
             )));
         }
@@ -329,16 +343,23 @@ impl Ctx {
         }
         let source_hash = source_hash(path).map_err(failed)?;
         if !self.opts.force {
-            if let Some(output) = self
-                .sink
-                .up_to_date(&exp.chip_id, &exp.device_id, &source_hash)
-            {
+            if let Some((output, meta)) = self.sink.up_to_date(&key, &source_hash) {
+                let c = meta.counts();
                 return Err(Outcome::Skipped {
                     input: path.to_path_buf(),
                     output,
+                    step_errors: c.failed_steps,
+                    no_fit_steps: c.no_fit_steps,
+                    nonfinite_steps: c.nonfinite_values,
                 });
             }
         }
+        let layout = table::row_layout(
+            &self.graph.sources(),
+            &exp.transfer_steps,
+            &exp.transient_steps,
+            exp.created_at,
+        );
         let sampling = match steps.get(&Source::Transient) {
             Some(&n) => (0..n).map(|s| exp.transient_sampling(s)).collect(),
             None => Vec::new(),
@@ -346,7 +367,9 @@ impl Ctx {
         Ok(Prepared {
             exp,
             id,
+            key,
             source_hash,
+            layout,
             steps,
             chunks,
             sampling,
@@ -359,43 +382,72 @@ impl Ctx {
     }
 
     fn write(&self, prep: &Prepared, columns: Vec<Option<Part>>) -> Outcome {
-        let rows = prep.steps.values().copied().max().unwrap_or(0);
-        let table = table::assemble(&self.graph, columns, rows);
-        let step_errors: usize = table.error_counts.values().sum();
-        let nonfinite_steps: usize = table.nonfinite_counts.values().sum();
-        let attrs = serde_json::json!({
-            "chip_id": prep.exp.chip_id,
-            "device_id": prep.exp.device_id,
-            "config_name": self.config.name,
-            "config_origin": self.config.origin,
-            "config_hash": self.graph.content_hash,
-            "source_file": prep.exp.path.display().to_string(),
-            "source_hash": prep.source_hash,
-            "created_at": chrono::Local::now().to_rfc3339(),
-            "oect_version": env!("CARGO_PKG_VERSION"),
-            "plugins": self.plugins.iter().map(|p| serde_json::json!({
-                "name": p.name, "version": p.version, "api_version": p.api_version,
-            })).collect::<Vec<_>>(),
-            "steps": prep.steps.iter().map(|(s, n)| (s.name(), *n)).collect::<BTreeMap<_, _>>(),
-            "feature_count": table.error_counts.len(),
-            "scalar_features": table.scalar_features,
-            "multidim_features": table.expanded_features,
-            "nested_features": table.nested_features,
-            "feature_errors": table.error_counts,
-            "feature_nonfinite": table.nonfinite_counts,
-            "errors": table.errors.iter().take(100).collect::<Vec<_>>(),
-        });
-        match self
-            .sink
-            .write(&prep.exp.chip_id, &prep.exp.device_id, &table, &attrs)
-        {
+        let assembled = table::assemble(&self.graph, columns, &prep.layout);
+        let rows = assembled.table.rows();
+        let sum = |m: &BTreeMap<String, usize>| m.values().sum::<usize>();
+        let (step_errors, no_fit_steps, nonfinite_steps) = (
+            sum(&assembled.feature_errors),
+            sum(&assembled.feature_no_fit),
+            sum(&assembled.feature_nonfinite),
+        );
+        let features = table::feature_meta(&self.graph);
+        let mut units: BTreeMap<String, String> = features
+            .iter()
+            .filter_map(|f| f.unit.as_ref().map(|u| (f, u)))
+            .flat_map(|(f, u)| f.columns.iter().map(move |c| (c.clone(), u.clone())))
+            .collect();
+        units.insert("elapsed_s".into(), "s".into());
+        let meta = OutputMeta {
+            format_version: FORMAT_VERSION,
+            chip_id: prep.exp.chip_id.clone(),
+            device_id: prep.exp.device_id.clone(),
+            test_id: prep.key.test_id.clone(),
+            config_name: self.config.name.clone(),
+            config_origin: self.config.origin.clone(),
+            config_identity: self.config.identity.clone(),
+            config_hash: self.graph.content_hash.clone(),
+            source_file: prep.exp.path.display().to_string(),
+            source_hash: prep.source_hash.clone(),
+            test_started_at: prep
+                .layout
+                .started
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
+            created_at: chrono::Local::now().to_rfc3339(),
+            oect_version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: self
+                .graph
+                .plugins
+                .iter()
+                .map(|p| PluginMeta {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    api_version: p.api_version.clone(),
+                    library_sha256: p.library_sha256.clone(),
+                })
+                .collect(),
+            steps: prep
+                .steps
+                .iter()
+                .map(|(s, n)| (s.name().to_string(), *n))
+                .collect(),
+            rows,
+            alignment: prep.layout.alignment.map(|a| a.name().to_string()),
+            units,
+            features,
+            feature_errors: assembled.feature_errors,
+            feature_no_fit: assembled.feature_no_fit,
+            feature_nonfinite: assembled.feature_nonfinite,
+            errors: assembled.errors.iter().take(100).cloned().collect(),
+        };
+        match self.sink.write(&prep.key, &assembled.table, &meta) {
             Ok(output) => Outcome::Written {
                 input: prep.exp.path.clone(),
                 output,
                 rows,
                 step_errors,
+                no_fit_steps,
                 nonfinite_steps,
-                errors: table.errors,
+                errors: assembled.errors,
             },
             Err(e) => Outcome::Failed {
                 input: prep.exp.path.clone(),
@@ -405,11 +457,25 @@ impl Ctx {
     }
 }
 
+/// Which experiment a file is: chip, device and test id (or, for a file without a test id,
+/// its file stem, so that two such files of one device still get outputs of their own).
+pub fn experiment_key(exp: &Experiment) -> ExperimentKey {
+    let stem = || {
+        exp.path
+            .file_stem()
+            .map_or_else(|| "NA".to_string(), |s| s.to_string_lossy().into_owned())
+    };
+    ExperimentKey {
+        chip_id: exp.chip_id.clone(),
+        device_id: exp.device_id.clone(),
+        test_id: exp.test_id.clone().unwrap_or_else(stem),
+    }
+}
+
 /// Runs `graph` over `inputs` (files, in the order given) and writes to `sink`.
 pub fn run(
     graph: FeatureGraph,
     config: FeatureConfig,
-    plugins: Vec<PluginDoc>,
     sink: Sink,
     inputs: &[PathBuf],
     opts: RunOptions,
@@ -421,7 +487,6 @@ pub fn run(
         limits: compute::Limits::new(opts.step_timeout, graph.nodes.len()),
         graph: Arc::new(graph),
         config,
-        plugins,
         sink,
         opts: opts.clone(),
         claimed: Mutex::new(HashMap::new()),

@@ -9,7 +9,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use super::compute::{self, Part};
 use super::{Ctx, Outcome, Phase, Prepared};
-use crate::graph::{Input, Op};
+use crate::graph::{Input, Op, Rows};
 use crate::source::StepBlock;
 
 enum Msg {
@@ -206,10 +206,11 @@ fn consume(
             Msg::ReaderDone => reader_done = true,
             Msg::Settled(o) => settle(&mut outcomes, o),
             Msg::Begin { exp, prep } => {
-                let chunks_of = |node: usize| {
-                    graph.nodes[node]
-                        .rows
-                        .map_or(0, |s| prep.chunks.get(&s).map_or(0, Vec::len))
+                // Only extractor nodes run per chunk; expressions run on the whole table.
+                let chunks_of = |node: usize| match (&graph.nodes[node].op, graph.nodes[node].rows)
+                {
+                    (Op::Extract(_), Rows::Source(s)) => prep.chunks.get(&s).map_or(0, Vec::len),
+                    _ => 0,
                 };
                 let parts: Vec<Vec<Option<Arc<Part>>>> = (0..graph.nodes.len())
                     .map(|n| vec![None; chunks_of(n)])

@@ -1,326 +1,523 @@
-//! Turning one experiment's per-step results into its output table.
+//! Turning one experiment's per-step results into its output table: which rows the table
+//! has, how the steps of the two data kinds pair up, the derived features, and the counts.
+//! Pure functions of their inputs, so both schedulers (and any future one) give the same
+//! table.
 //!
-//! Rows are steps. When a config reads both data sources, the table has as many rows
-//! as the longer one (real files have 5001 transfer but 5000 transient steps); columns
-//! of the shorter source are NaN (or null) past its end. An expression that combines
-//! columns of different lengths is an error for that feature, never a silent
-//! misalignment.
+//! Rows are steps. A config over one data kind has one row per step of it. A config over
+//! both kinds pairs the steps that ran in the same workflow loop iteration (the step tables
+//! record it), like pandas aligning two series on their index: a row whose iteration lacks
+//! a step of one kind (the final transfer after the loop, a step whose CSV was missing) is
+//! NaN (null) in that kind's columns. Files that do not record iterations pair steps by
+//! index. A derived feature over features of one kind is computed over that kind's own
+//! steps, so its reductions (`x.mean()`) never see the other kind's gaps; one over both
+//! kinds is computed over the paired rows, where the gaps are padding that element-wise
+//! operations keep and reductions skip.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use ndarray::{ArrayD, IxDyn};
+use chrono::NaiveDateTime;
+use ndarray::{ArrayViewD, IxDyn};
 use oect_plugin_api::Dim;
 
 use super::compute::Part;
-use crate::graph::{FeatureGraph, Input, Op};
+use crate::graph::expr::{Cell, Column, OutCell};
+use crate::graph::{FeatureGraph, Input, Node, Op, Rows, Source};
+use crate::sink::{
+    ColumnKind, FeatureColumns, FeatureData, FeatureMeta, RowKeys, StepError, Table, Values, NO_FIT,
+};
+use crate::source::StepRecord;
 
-/// One output column.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OutColumn {
-    /// A Float64 column.
-    Float { name: String, values: Vec<f64> },
-    /// A nested list column of depth `rank` (lossless n-d per-step values); `None` rows
-    /// are null (a failed step, or past the end of a shorter source).
-    Nested {
-        name: String,
-        rank: usize,
-        rows: Vec<Option<(Vec<u64>, Vec<f64>)>>,
-    },
-}
-
-/// A failure recorded for one feature (`step == None`: the whole feature).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct StepError {
-    pub feature: String,
-    pub step: Option<usize>,
-    pub message: String,
-}
-
-/// One experiment's table, ready for the sink.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Table {
-    pub rows: usize,
-    pub columns: Vec<OutColumn>,
-    /// Failed cells per feature (0 for clean features).
-    pub error_counts: BTreeMap<String, usize>,
-    /// Steps whose value holds NaN or ±inf, per extractor feature. Not errors: several
-    /// extractors return NaN by design (no fit, padding), but a researcher should see
-    /// how many there are.
-    pub nonfinite_counts: BTreeMap<String, usize>,
-    pub errors: Vec<StepError>,
-    /// Features stored as one Float64 column.
-    pub scalar_features: Vec<String>,
-    /// Features expanded to `name_0..name_{k-1}`, with k.
-    pub expanded_features: BTreeMap<String, usize>,
-    /// Features stored as nested list columns.
-    pub nested_features: Vec<String>,
-}
-
-/// Builds the table from the complete per-step columns (indexed like `graph.nodes`,
-/// `None` for expression nodes), evaluating the expressions.
-pub fn assemble(graph: &FeatureGraph, mut steps: Vec<Option<Part>>, rows: usize) -> Table {
-    let mut table = Table {
-        rows,
-        columns: Vec::new(),
-        error_counts: BTreeMap::new(),
-        nonfinite_counts: BTreeMap::new(),
-        errors: Vec::new(),
-        scalar_features: Vec::new(),
-        expanded_features: BTreeMap::new(),
-        nested_features: Vec::new(),
-    };
-    // Whole-column values of every node, built lazily for expression inputs.
-    let mut arrays: Vec<Option<ArrayD<f64>>> = vec![None; graph.nodes.len()];
-    for (i, node) in graph.nodes.iter().enumerate() {
-        match &node.op {
-            Op::Extract(extractor) => {
-                let part = steps[i].take().expect("per-step column is complete");
-                table
-                    .error_counts
-                    .insert(node.name.clone(), part.errors.len());
-                let nonfinite = (0..part.len())
-                    .filter(|&k| {
-                        part.step(k)
-                            .is_some_and(|(_, v)| v.iter().any(|x| !x.is_finite()))
-                    })
-                    .count();
-                table.nonfinite_counts.insert(node.name.clone(), nonfinite);
-                table
-                    .errors
-                    .extend(part.errors.iter().map(|(step, message)| StepError {
-                        feature: node.name.clone(),
-                        step: Some(*step),
-                        message: message.clone(),
-                    }));
-                if graph
-                    .nodes
-                    .iter()
-                    .any(|n| matches!(n.op, Op::Func(_)) && n.inputs.contains(&Input::Feature(i)))
-                {
-                    arrays[i] = Some(to_array(&part));
-                }
-                table.push_steps(&node.name, &extractor.shape, &part);
-            }
-            Op::Func(expr) => {
-                let result = func_inputs(graph, i, &arrays).and_then(|(n, inputs)| {
-                    let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
-                    let out = expr.eval(&views)?;
-                    if out.ndim() == 0 || out.shape()[0] != n {
-                        return Err(format!(
-                            "the expression returned shape {:?}; expected one value per step ({n} steps)",
-                            out.shape()
-                        ));
-                    }
-                    Ok(out)
-                });
-                match result {
-                    Ok(out) => {
-                        table.error_counts.insert(node.name.clone(), 0);
-                        table.push_array(&node.name, &out);
-                        arrays[i] = Some(out);
-                    }
-                    Err(message) => {
-                        table.error_counts.insert(node.name.clone(), rows);
-                        table.errors.push(StepError {
-                            feature: node.name.clone(),
-                            step: None,
-                            message,
-                        });
-                        table.push_float(&node.name, vec![f64::NAN; rows]);
-                        arrays[i] = Some(ArrayD::from_elem(IxDyn(&[rows]), f64::NAN));
-                    }
-                }
-            }
-        }
+/// How a feature's per-step shape is stored.
+pub fn column_kind(shape: &[Dim]) -> ColumnKind {
+    match shape {
+        [] => ColumnKind::Scalar,
+        [Dim::Fixed(k)] => ColumnKind::Expanded(*k as usize),
+        _ => ColumnKind::Nested(shape.len()),
     }
-    table
 }
 
-fn func_inputs(
-    graph: &FeatureGraph,
-    node: usize,
-    arrays: &[Option<ArrayD<f64>>],
-) -> Result<(usize, Vec<ArrayD<f64>>), String> {
-    let mut inputs = Vec::new();
-    let mut n: Option<(usize, &str)> = None;
-    for input in &graph.nodes[node].inputs {
-        let Input::Feature(j) = input else {
-            return Err("a func feature cannot read a data source".into());
-        };
-        let a = arrays[*j]
-            .clone()
-            .expect("inputs come first in topological order");
-        let len = a.shape()[0];
-        let name = graph.nodes[*j].name.as_str();
-        match n {
-            Some((m, other)) if m != len => {
-                return Err(format!(
-                    "inputs have different numbers of steps: '{other}' has {m}, '{name}' has {len}"
-                ))
-            }
-            _ => n = Some((len, name)),
-        }
-        inputs.push(a);
-    }
-    Ok((n.map_or(0, |(m, _)| m), inputs))
-}
-
-/// A per-step column as an array with the step axis first; per-step arrays of
-/// different lengths are NaN-padded to the largest (as the predecessor stacked them),
-/// failed steps are NaN.
-fn to_array(part: &Part) -> ArrayD<f64> {
-    let rank = part
-        .shapes
+/// The output columns of every feature of `graph`, in config order of the graph.
+pub fn feature_columns(graph: &FeatureGraph) -> Vec<FeatureColumns> {
+    graph
+        .nodes
         .iter()
-        .flatten()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(0);
-    let mut dims = vec![0usize; rank];
-    for shape in part.shapes.iter().flatten() {
-        if shape.len() == rank {
-            for (d, s) in dims.iter_mut().zip(shape) {
-                *d = (*d).max(*s as usize);
-            }
-        }
-    }
-    let mut full = vec![part.len()];
-    full.extend(&dims);
-    let mut array = ArrayD::from_elem(IxDyn(&full), f64::NAN);
-    for k in 0..part.len() {
-        let Some((shape, values)) = part.step(k) else {
-            continue;
-        };
-        if shape.len() != rank {
-            continue;
-        }
-        let mut index = vec![k; rank + 1];
-        for (flat, v) in values.iter().enumerate() {
-            let mut rest = flat;
-            for axis in (0..rank).rev() {
-                let s = shape[axis] as usize;
-                index[axis + 1] = rest % s;
-                rest /= s;
-            }
-            array[IxDyn(&index)] = *v;
-        }
-    }
-    array
+        .map(|n| FeatureColumns {
+            feature: n.name.clone(),
+            kind: column_kind(&n.shape),
+            unit: n.unit.clone(),
+            components: n.components.clone(),
+        })
+        .collect()
 }
 
-impl Table {
-    fn push_float(&mut self, name: &str, mut values: Vec<f64>) {
-        values.resize(self.rows, f64::NAN);
-        self.columns.push(OutColumn::Float {
-            name: name.to_string(),
-            values,
+/// The metadata describing each feature of `graph`.
+pub fn feature_meta(graph: &FeatureGraph) -> Vec<FeatureMeta> {
+    graph
+        .nodes
+        .iter()
+        .zip(feature_columns(graph))
+        .map(|(n, c)| FeatureMeta {
+            name: n.name.clone(),
+            extractor: matches!(n.op, Op::Extract(_)).then(|| n.definition.clone()),
+            func: matches!(n.op, Op::Func(_)).then(|| n.definition.clone()),
+            inputs: n
+                .inputs
+                .iter()
+                .map(|i| match i {
+                    Input::Source(s) => s.name().to_string(),
+                    Input::Feature(j) => graph.nodes[*j].name.clone(),
+                })
+                .collect(),
+            rows: match n.rows {
+                Rows::Source(s) => s.name().to_string(),
+                Rows::Aligned => "aligned".to_string(),
+            },
+            shape: n
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(k) => k.to_string(),
+                    Dim::Dyn(name) => name.to_string(),
+                })
+                .collect(),
+            layout: match c.kind {
+                ColumnKind::Scalar => "scalar",
+                ColumnKind::Expanded(_) => "expanded",
+                ColumnKind::Nested(_) => "nested",
+            }
+            .to_string(),
+            columns: c.names(),
+            unit: n.unit.clone(),
+            components: n.components.clone(),
+        })
+        .collect()
+}
+
+/// Per row: (transfer step, transient step).
+pub type RowSteps = Vec<(Option<usize>, Option<usize>)>;
+
+/// How the rows of a table over both data kinds pair steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alignment {
+    LoopIteration,
+    StepIndex,
+}
+
+impl Alignment {
+    pub fn name(self) -> &'static str {
+        match self {
+            Alignment::LoopIteration => "loop_iteration",
+            Alignment::StepIndex => "step_index",
+        }
+    }
+}
+
+/// `(iteration, k-th step of this kind in it)` per step, if every step that has an
+/// iteration comes after the previous one (a single loop); `None` otherwise.
+fn loop_keys(iterations: &[Option<u64>]) -> Option<Vec<Option<(u64, usize)>>> {
+    let mut keys = Vec::with_capacity(iterations.len());
+    let mut last: Option<(u64, usize)> = None;
+    for it in iterations {
+        keys.push(match it {
+            None => None,
+            Some(it) => {
+                let key = match last {
+                    Some((l, k)) if l == *it => (*it, k + 1),
+                    Some((l, _)) if l > *it => return None,
+                    _ => (*it, 0),
+                };
+                last = Some(key);
+                Some(key)
+            }
         });
     }
+    keys.iter().any(Option::is_some).then_some(keys)
+}
 
-    fn push_steps(&mut self, name: &str, declared: &[Dim], part: &Part) {
-        match declared {
-            [] => {
-                let values = (0..part.len())
-                    .map(|k| part.step(k).map_or(f64::NAN, |(_, v)| v[0]))
-                    .collect();
-                self.scalar_features.push(name.to_string());
-                self.push_float(name, values);
-            }
-            [Dim::Fixed(k)] => {
-                let k = *k as usize;
-                for j in 0..k {
-                    let values = (0..part.len())
-                        .map(|s| part.step(s).map_or(f64::NAN, |(_, v)| v[j]))
-                        .collect();
-                    self.push_float(&format!("{name}_{j}"), values);
-                }
-                self.expanded_features.insert(name.to_string(), k);
-            }
-            _ => {
-                let mut rows: Vec<_> = (0..part.len())
-                    .map(|k| part.step(k).map(|(s, v)| (s.to_vec(), v.to_vec())))
-                    .collect();
-                rows.resize(self.rows, None);
-                self.nested_features.push(name.to_string());
-                self.columns.push(OutColumn::Nested {
-                    name: name.to_string(),
-                    rank: declared.len(),
-                    rows,
-                });
-            }
+/// Pairs the steps of two data kinds (given their loop iterations, in step order) into
+/// rows: `(step of a, step of b)`. Each kind's steps keep their order; steps of the same
+/// iteration (and the same position within it) share a row; steps outside the loop get
+/// rows of their own where they occur. Without usable iterations on both sides, step `k`
+/// of each kind shares row `k`.
+pub fn align(a: &[Option<u64>], b: &[Option<u64>]) -> (RowSteps, Alignment) {
+    let (Some(ka), Some(kb)) = (loop_keys(a), loop_keys(b)) else {
+        let rows = (0..a.len().max(b.len()))
+            .map(|k| ((k < a.len()).then_some(k), (k < b.len()).then_some(k)))
+            .collect();
+        return (rows, Alignment::StepIndex);
+    };
+    let (mut i, mut j) = (0, 0);
+    let mut rows = Vec::with_capacity(a.len().max(b.len()));
+    while i < ka.len() || j < kb.len() {
+        let row = match (ka.get(i), kb.get(j)) {
+            (Some(None), _) | (Some(_), None) => (Some(i), None),
+            (None, Some(_)) | (Some(Some(_)), Some(None)) => (None, Some(j)),
+            (Some(Some(x)), Some(Some(y))) if x == y => (Some(i), Some(j)),
+            (Some(Some(x)), Some(Some(y))) if x < y => (Some(i), None),
+            (Some(Some(_)), Some(Some(_))) => (None, Some(j)),
+            (None, None) => break,
+        };
+        i += usize::from(row.0.is_some());
+        j += usize::from(row.1.is_some());
+        rows.push(row);
+    }
+    (rows, Alignment::LoopIteration)
+}
+
+/// The rows of one experiment's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowLayout {
+    pub rows: RowSteps,
+    /// `Some` for a table over both data kinds.
+    pub alignment: Option<Alignment>,
+    pub keys: RowKeys,
+    /// Start of the test, which `elapsed_s` counts from.
+    pub started: Option<NaiveDateTime>,
+}
+
+impl RowLayout {
+    fn step_of(&self, row: usize, source: Source) -> Option<usize> {
+        let (t, s) = self.rows[row];
+        match source {
+            Source::Transfer => t,
+            Source::Transient => s,
+        }
+    }
+}
+
+fn micros(t: NaiveDateTime) -> i64 {
+    t.and_utc().timestamp_micros()
+}
+
+/// The rows of a table over `sources` (one or both kinds), with their key columns from the
+/// step records. The test started at `created_at` (the file's attribute), or at its first
+/// step if that is earlier or the attribute is missing.
+pub fn row_layout(
+    sources: &[Source],
+    transfer: &[StepRecord],
+    transient: &[StepRecord],
+    created_at: Option<NaiveDateTime>,
+) -> RowLayout {
+    let iterations = |r: &[StepRecord]| r.iter().map(|s| s.loop_iteration).collect::<Vec<_>>();
+    let (rows, alignment) = match sources {
+        [Source::Transfer] => ((0..transfer.len()).map(|k| (Some(k), None)).collect(), None),
+        [Source::Transient] => (
+            (0..transient.len()).map(|k| (None, Some(k))).collect(),
+            None,
+        ),
+        _ => {
+            let (rows, a) = align(&iterations(transfer), &iterations(transient));
+            (rows, Some(a))
+        }
+    };
+    let first_step = transfer
+        .iter()
+        .chain(transient)
+        .filter_map(|r| r.start_time)
+        .min();
+    let started = match (created_at, first_step) {
+        (Some(c), Some(f)) => Some(c.min(f)),
+        (c, f) => c.or(f),
+    };
+    let mut keys = RowKeys::default();
+    let mut steps = (Vec::new(), Vec::new());
+    for (r, &(t, s)) in rows.iter().enumerate() {
+        let records = [t.map(|k| &transfer[k]), s.map(|k| &transient[k])];
+        let start = records.iter().flatten().filter_map(|r| r.start_time).min();
+        keys.step_index.push(r as i64);
+        keys.loop_iteration.push(
+            records
+                .iter()
+                .flatten()
+                .find_map(|r| r.loop_iteration)
+                .map(|i| i as i64),
+        );
+        keys.start_time.push(start.map(micros));
+        keys.elapsed_s.push(match (start, started) {
+            (Some(s), Some(t0)) => Some((micros(s) - micros(t0)) as f64 * 1e-6),
+            _ => None,
+        });
+        steps.0.push(t.map(|k| k as i64));
+        steps.1.push(s.map(|k| k as i64));
+    }
+    if alignment.is_some() {
+        keys.source_steps = Some(steps);
+    }
+    RowLayout {
+        rows,
+        alignment,
+        keys,
+        started,
+    }
+}
+
+/// One experiment's table and what went wrong in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assembled {
+    pub table: Table,
+    /// Per feature: failed steps (not counting "no fit"), steps without a result, and
+    /// steps whose value holds NaN or ±inf.
+    pub feature_errors: BTreeMap<String, usize>,
+    pub feature_no_fit: BTreeMap<String, usize>,
+    pub feature_nonfinite: BTreeMap<String, usize>,
+    /// Every failed and no-fit step, in feature order.
+    pub errors: Vec<StepError>,
+}
+
+/// A node's values over its own rows (its data kind's steps, or the paired rows).
+enum NodeValues {
+    Part(Part),
+    Cells(Vec<OutCell>),
+}
+
+impl NodeValues {
+    fn len(&self) -> usize {
+        match self {
+            NodeValues::Part(p) => p.len(),
+            NodeValues::Cells(c) => c.len(),
         }
     }
 
-    fn push_array(&mut self, name: &str, a: &ArrayD<f64>) {
-        match a.ndim() {
-            1 => {
-                self.scalar_features.push(name.to_string());
-                self.push_float(name, a.iter().copied().collect());
-            }
-            2 => {
-                let k = a.shape()[1];
-                for j in 0..k {
-                    let values = a.index_axis(ndarray::Axis(1), j).iter().copied().collect();
-                    self.push_float(&format!("{name}_{j}"), values);
+    /// Step `k`: its shape and values, or the failure message (`Err(None)`: absent).
+    fn step(
+        &self,
+        k: usize,
+        errors: &[Option<&str>],
+    ) -> Result<(Vec<usize>, &[f64]), Option<String>> {
+        match self {
+            NodeValues::Part(p) => match p.step(k) {
+                Some((shape, v)) => Ok((shape.iter().map(|&d| d as usize).collect(), v)),
+                None => Err(Some(
+                    errors
+                        .get(k)
+                        .copied()
+                        .flatten()
+                        .unwrap_or("failed")
+                        .to_string(),
+                )),
+            },
+            NodeValues::Cells(c) => match &c[k] {
+                OutCell::Value(a) => Ok((
+                    a.shape().to_vec(),
+                    a.as_slice().expect("owned results are in standard layout"),
+                )),
+                OutCell::Failed(m) => Err(Some(m.to_string())),
+                OutCell::Absent => Err(None),
+            },
+        }
+    }
+}
+
+/// What a derived feature sees at a step where its input has no value.
+fn input_failure(input: &str, message: &str) -> Arc<str> {
+    if message.starts_with(NO_FIT) {
+        format!("{NO_FIT}input '{input}' has no result at this step").into()
+    } else {
+        format!("input '{input}' failed at this step").into()
+    }
+}
+
+/// Builds the table from the complete per-step columns of the extractor nodes (indexed like
+/// `graph.nodes`, `None` for expression nodes), evaluating the expressions.
+pub fn assemble(
+    graph: &FeatureGraph,
+    mut parts: Vec<Option<Part>>,
+    layout: &RowLayout,
+) -> Assembled {
+    let n_rows = layout.rows.len();
+    let mut out = Assembled {
+        table: Table {
+            keys: layout.keys.clone(),
+            features: Vec::new(),
+        },
+        feature_errors: BTreeMap::new(),
+        feature_no_fit: BTreeMap::new(),
+        feature_nonfinite: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    let mut values: Vec<Option<NodeValues>> = (0..graph.nodes.len()).map(|_| None).collect();
+    // Failure message per step of each extractor node.
+    let mut messages: Vec<Vec<Option<String>>> = vec![Vec::new(); graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let mut whole_failure = false;
+        let v = match &node.op {
+            Op::Extract(_) => {
+                let part = parts[i].take().expect("per-step column is complete");
+                let mut m = vec![None; part.len()];
+                for (step, message) in &part.errors {
+                    if let Some(slot) = m.get_mut(step - part.first) {
+                        *slot = Some(message.clone());
+                    }
                 }
-                self.expanded_features.insert(name.to_string(), k);
+                messages[i] = m;
+                NodeValues::Part(part)
             }
-            _ => {
-                let inner: Vec<u64> = a.shape()[1..].iter().map(|&d| d as u64).collect();
-                let mut rows: Vec<_> = a
-                    .outer_iter()
-                    .map(|row| Some((inner.clone(), row.iter().copied().collect())))
+            Op::Func(expr) => {
+                let domain = match node.rows {
+                    Rows::Aligned => n_rows,
+                    Rows::Source(_) => node
+                        .inputs
+                        .iter()
+                        .find_map(|inp| match inp {
+                            Input::Feature(j) => values[*j].as_ref().map(NodeValues::len),
+                            Input::Source(_) => None,
+                        })
+                        .unwrap_or(0),
+                };
+                let columns: Vec<Column<'_>> = node
+                    .inputs
+                    .iter()
+                    .map(|inp| {
+                        let Input::Feature(j) = inp else {
+                            unreachable!("func features read features")
+                        };
+                        let input = &graph.nodes[*j];
+                        let vals = values[*j].as_ref().expect("inputs come first");
+                        let errs: Vec<Option<&str>> =
+                            messages[*j].iter().map(|m| m.as_deref()).collect();
+                        let cell = |k: usize| match vals.step(k, &errs) {
+                            Ok((shape, data)) => Cell::Value(
+                                ArrayViewD::from_shape(IxDyn(&shape), data)
+                                    .expect("shape matches the values"),
+                            ),
+                            Err(Some(m)) => Cell::Failed(input_failure(&input.name, &m)),
+                            Err(None) => Cell::Absent,
+                        };
+                        let cells = match (node.rows, input.rows) {
+                            (Rows::Aligned, Rows::Source(s)) => (0..n_rows)
+                                .map(|r| layout.step_of(r, s).map_or(Cell::Absent, cell))
+                                .collect(),
+                            _ => (0..vals.len()).map(cell).collect(),
+                        };
+                        Column {
+                            rank: input.shape.len(),
+                            cells,
+                        }
+                    })
                     .collect();
-                rows.resize(self.rows, None);
-                self.nested_features.push(name.to_string());
-                self.columns.push(OutColumn::Nested {
-                    name: name.to_string(),
-                    rank: a.ndim() - 1,
-                    rows,
-                });
+                match expr.eval_steps(&columns) {
+                    Ok(cells) => NodeValues::Cells(cells),
+                    Err(message) => {
+                        whole_failure = true;
+                        out.errors.push(StepError {
+                            feature: node.name.clone(),
+                            step: None,
+                            message: message.clone(),
+                        });
+                        NodeValues::Cells(vec![OutCell::Failed(message.into()); domain])
+                    }
+                }
+            }
+        };
+        count(&mut out, node, &v, &messages[i], whole_failure);
+        out.table.features.push(place(node, &v, layout));
+        values[i] = Some(v);
+    }
+    out
+}
+
+/// Counts failures, no-fits and non-finite values of one feature, and records its failed
+/// steps (a whole-feature failure is recorded once, with `step: None`).
+fn count(
+    out: &mut Assembled,
+    node: &Node,
+    v: &NodeValues,
+    messages: &[Option<String>],
+    whole_failure: bool,
+) {
+    let (mut errors, mut no_fit, mut nonfinite) = (0, 0, 0);
+    let mut record = |step: usize, message: &str, out: &mut Assembled| {
+        if message.starts_with(NO_FIT) {
+            no_fit += 1;
+        } else {
+            errors += 1;
+        }
+        if !whole_failure {
+            out.errors.push(StepError {
+                feature: node.name.clone(),
+                step: Some(step),
+                message: message.to_string(),
+            });
+        }
+    };
+    match v {
+        NodeValues::Part(p) => {
+            for k in 0..p.len() {
+                match p.step(k) {
+                    Some((_, data)) => {
+                        nonfinite += usize::from(data.iter().any(|x| !x.is_finite()))
+                    }
+                    None => record(
+                        p.first + k,
+                        messages
+                            .get(k)
+                            .cloned()
+                            .flatten()
+                            .as_deref()
+                            .unwrap_or("failed"),
+                        out,
+                    ),
+                }
+            }
+        }
+        NodeValues::Cells(cells) => {
+            for (k, c) in cells.iter().enumerate() {
+                match c {
+                    OutCell::Value(a) => nonfinite += usize::from(a.iter().any(|x| !x.is_finite())),
+                    OutCell::Failed(m) => record(k, m, out),
+                    OutCell::Absent => {}
+                }
             }
         }
     }
+    out.feature_errors.insert(node.name.clone(), errors);
+    out.feature_no_fit.insert(node.name.clone(), no_fit);
+    out.feature_nonfinite.insert(node.name.clone(), nonfinite);
+}
+
+/// A node's values placed on the table's rows.
+fn place(node: &Node, v: &NodeValues, layout: &RowLayout) -> FeatureData {
+    let columns = FeatureColumns {
+        feature: node.name.clone(),
+        kind: column_kind(&node.shape),
+        unit: node.unit.clone(),
+        components: node.components.clone(),
+    };
+    let n_rows = layout.rows.len();
+    let no_errors: [Option<&str>; 0] = [];
+    // The node's own step (or row) shown in table row r.
+    let own = |r: usize| match node.rows {
+        Rows::Aligned => Some(r),
+        Rows::Source(s) if layout.alignment.is_some() => layout.step_of(r, s),
+        Rows::Source(_) => (r < v.len()).then_some(r),
+    };
+    let at = |r: usize| own(r).and_then(|k| v.step(k, &no_errors).ok());
+    let values = match columns.kind {
+        ColumnKind::Scalar => Values::Float(
+            (0..n_rows)
+                .map(|r| at(r).map_or(f64::NAN, |(_, d)| d[0]))
+                .collect(),
+        ),
+        ColumnKind::Expanded(k) => Values::Expanded(
+            (0..k)
+                .map(|j| {
+                    (0..n_rows)
+                        .map(|r| at(r).map_or(f64::NAN, |(_, d)| d[j]))
+                        .collect()
+                })
+                .collect(),
+        ),
+        ColumnKind::Nested(_) => Values::Nested(
+            (0..n_rows)
+                .map(|r| {
+                    at(r).map(|(shape, d)| (shape.iter().map(|&s| s as u64).collect(), d.to_vec()))
+                })
+                .collect(),
+        ),
+    };
+    FeatureData { columns, values }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use oect_plugin_api::FeatureValue;
-
-    fn part(values: &[Option<Vec<f64>>]) -> Part {
-        let mut p = Part {
-            first: 0,
-            values: Vec::new(),
-            offsets: vec![0],
-            shapes: Vec::new(),
-            errors: Vec::new(),
-        };
-        for (k, v) in values.iter().enumerate() {
-            match v {
-                Some(v) => {
-                    p.values.extend(v);
-                    p.shapes
-                        .push(Some(FeatureValue::vector(v.clone()).shape.into_vec()));
-                }
-                None => {
-                    p.shapes.push(None);
-                    p.errors.push((k, "failed".into()));
-                }
-            }
-            p.offsets.push(p.values.len());
-        }
-        p
-    }
-
-    #[test]
-    fn ragged_steps_are_nan_padded_for_expressions() {
-        let p = part(&[Some(vec![1.0, 2.0, 3.0]), None, Some(vec![4.0])]);
-        let a = to_array(&p);
-        assert_eq!(a.shape(), &[3, 3]);
-        assert_eq!(a[[0, 2]], 3.0);
-        assert!(a[[1, 0]].is_nan());
-        assert_eq!(a[[2, 0]], 4.0);
-        assert!(a[[2, 1]].is_nan());
-    }
-}
+mod tests;

@@ -1,12 +1,14 @@
-//! The feature DAG: which feature needs which, in what order, on which rows.
+//! The feature DAG: which feature needs which, in what order, on which rows, with what
+//! per-step shape.
 //!
-//! Data sources (`transfer`, `transient`) are layer 0. Extractor features are
-//! computed step by step: layer 1 reads a data source, higher layers read other
-//! per-step features of the same source. `func:` features are compiled expressions
-//! evaluated over whole per-experiment columns (so `x.mean()` is the experiment's
-//! mean, as in the predecessor's experiment mode); they form the layers above their
-//! inputs. Unknown names, duplicates, cycles, bad parameters and unsafe expressions
-//! are all rejected here, before any file is read.
+//! Extractor features are computed step by step, reading a data source (`transfer`,
+//! `transient`) or other per-step features of the same source. `func:` features are
+//! compiled expressions evaluated over whole per-experiment columns (so `x.mean()` is the
+//! experiment's mean, as in the predecessor's experiment mode), per step within each step.
+//! Every node's per-step shape is known here, from the extractors' declarations and the
+//! expressions, so the output schema never depends on the data. Unknown names, cycles, bad
+//! parameters, unsafe expressions and shape errors are all rejected here, before any file
+//! is read.
 
 pub mod expr;
 
@@ -17,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, FeatureConfig, FeatureKind};
 use crate::plugins::{Extractor, Registry};
-use expr::Expr;
+use expr::{Expr, Extent};
 
 /// A measured data source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -59,38 +61,94 @@ pub enum Op {
     Func(Expr),
 }
 
+/// The rows a node has values for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// The steps of one data kind.
+    Source(Source),
+    /// The steps of both kinds, paired by loop iteration (a `func` over features of both).
+    Aligned,
+}
+
 /// One feature of the graph.
 pub struct Node {
     pub name: String,
     pub inputs: Vec<Input>,
     pub op: Op,
-    /// 0 is reserved for data sources; 1 + the longest path from a source.
-    pub layer: usize,
-    /// For per-step nodes: the data source whose steps are its rows.
-    pub rows: Option<Source>,
-    /// For extractor nodes: (extractor, plugin name, plugin version).
-    pub provenance: Option<(String, String, String)>,
+    pub rows: Rows,
+    /// Per-step shape (without the step axis): the extractor's declaration, or what the
+    /// expression gives for its inputs' shapes.
+    pub shape: Vec<Dim>,
+    /// The config's `unit:`, else the extractor's declared unit.
+    pub unit: Option<String>,
+    pub components: Option<Vec<String>>,
+    /// The extractor's name, or the `func` text.
+    pub definition: String,
 }
 
-impl Node {
-    /// Per-step shape declared by the extractor (`None` for expressions).
-    pub fn declared_shape(&self) -> Option<&[Dim]> {
-        match &self.op {
-            Op::Extract(e) => Some(&e.shape),
-            Op::Func(_) => None,
-        }
+/// A declared shape as text, e.g. `[n_cycles, 2]` or `a scalar`.
+pub fn describe(shape: &[Dim]) -> String {
+    if shape.is_empty() {
+        return "a scalar".into();
     }
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(k) => k.to_string(),
+            Dim::Dyn(name) => name.to_string(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// A plugin library the graph uses, identified by version and content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedPlugin {
+    pub name: String,
+    pub version: String,
+    pub api_version: String,
+    pub library_sha256: String,
 }
 
 /// A validated feature graph; `nodes` are in topological order (config order among
 /// independent features).
 pub struct FeatureGraph {
     pub nodes: Vec<Node>,
-    /// Node indices per layer, layer 1 first.
-    pub layers: Vec<Vec<usize>>,
-    /// Hash of the config text and the plugins it uses: outputs carry it, so an edited
-    /// config or an updated plugin triggers recomputation.
+    /// The plugins the nodes' extractors come from, sorted by name.
+    pub plugins: Vec<UsedPlugin>,
+    /// SHA-256 over the config text, the oect version and every used plugin's name,
+    /// version and library hash: outputs carry it, so an edited config, a new oect or a
+    /// rebuilt plugin (even with the same version) triggers recomputation.
     pub content_hash: String,
+}
+
+fn extents(shape: &[Dim]) -> Vec<Extent> {
+    shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(k) => Extent::Fixed(*k as usize),
+            Dim::Dyn(_) => Extent::Dyn,
+        })
+        .collect()
+}
+
+/// A data-dependent axis of a func result takes the name of its inputs' (e.g. `n_cycles`).
+fn dims(shape: &[Extent], inputs: &[&[Dim]]) -> Vec<Dim> {
+    let dyn_name = inputs
+        .iter()
+        .flat_map(|s| s.iter())
+        .find_map(|d| match d {
+            Dim::Dyn(n) => Some(n.clone()),
+            Dim::Fixed(_) => None,
+        })
+        .unwrap_or_else(|| "n".into());
+    shape
+        .iter()
+        .map(|e| match e {
+            Extent::Fixed(k) => Dim::Fixed(*k as u64),
+            Extent::Dyn => Dim::Dyn(dyn_name.clone()),
+        })
+        .collect()
 }
 
 impl FeatureGraph {
@@ -157,6 +215,7 @@ impl FeatureGraph {
         })?;
 
         // Create operations in topological order, so input shapes and rows are known.
+        let mut used: Vec<UsedPlugin> = Vec::new();
         let mut position = vec![usize::MAX; config.features.len()];
         let mut nodes: Vec<Node> = Vec::with_capacity(order.len());
         for &i in &order {
@@ -169,15 +228,7 @@ impl FeatureGraph {
                     s => *s,
                 })
                 .collect();
-            let layer = 1 + node_inputs
-                .iter()
-                .map(|inp| match inp {
-                    Input::Source(_) => 0,
-                    Input::Feature(j) => nodes[*j].layer,
-                })
-                .max()
-                .unwrap_or(0);
-            let (op, rows, provenance) = match &spec.kind {
+            let (op, rows, shape, unit) = match &spec.kind {
                 FeatureKind::Extractor(name) => {
                     let doc = registry.extractor(name).ok_or_else(|| {
                         let e = registry
@@ -191,11 +242,19 @@ impl FeatureGraph {
                         .create(name, &spec.params)
                         .map_err(|e| here(format!("{name}: {e}")))?;
                     let plugin = registry.plugin_of(name).expect("extractor has a plugin");
-                    (
-                        Op::Extract(extractor),
-                        Some(rows),
-                        Some((name.clone(), plugin.name.clone(), plugin.version.clone())),
-                    )
+                    if !used.iter().any(|p: &UsedPlugin| p.name == plugin.name) {
+                        let library_sha256 = crate::plugins::library_sha256(&plugin.path)
+                            .map_err(|e| here(format!("{name}: {e}")))?;
+                        used.push(UsedPlugin {
+                            name: plugin.name.clone(),
+                            version: plugin.version.clone(),
+                            api_version: plugin.api_version.clone(),
+                            library_sha256,
+                        });
+                    }
+                    let unit = Some(doc.unit.clone()).filter(|u| !u.is_empty());
+                    let shape = extractor.shape.clone();
+                    (Op::Extract(extractor), Rows::Source(rows), shape, unit)
                 }
                 FeatureKind::Func(src) => {
                     if node_inputs
@@ -213,35 +272,74 @@ impl FeatureGraph {
                     let input_names: Vec<&str> = spec.inputs.iter().map(String::as_str).collect();
                     let expr = Expr::compile(src, &input_names, &param_refs)
                         .map_err(|e| here(format!("invalid func: {e}")))?;
-                    (Op::Func(expr), None, None)
+                    let input_nodes: Vec<&Node> = node_inputs
+                        .iter()
+                        .filter_map(|inp| match inp {
+                            Input::Feature(j) => Some(&nodes[*j]),
+                            Input::Source(_) => None,
+                        })
+                        .collect();
+                    let input_shapes: Vec<Vec<Extent>> =
+                        input_nodes.iter().map(|n| extents(&n.shape)).collect();
+                    let result = expr
+                        .per_step_shape(&input_shapes)
+                        .map_err(|e| here(format!("func: {e}")))?;
+                    let declared: Vec<&[Dim]> =
+                        input_nodes.iter().map(|n| n.shape.as_slice()).collect();
+                    let first = input_nodes.first().map(|n| n.rows);
+                    let rows = if input_nodes.iter().all(|n| Some(n.rows) == first) {
+                        first.unwrap_or(Rows::Aligned)
+                    } else {
+                        Rows::Aligned
+                    };
+                    (Op::Func(expr), rows, dims(&result, &declared), None)
                 }
+            };
+            if let Some(c) = &spec.components {
+                match shape.last() {
+                    Some(Dim::Fixed(k)) if *k as usize == c.len() => {}
+                    _ => {
+                        return Err(here(format!(
+                            "`components` names {} members, but the last axis of its per-step shape {} does not have that fixed length",
+                            c.len(),
+                            describe(&shape)
+                        )))
+                    }
+                }
+            }
+            let definition = match &spec.kind {
+                FeatureKind::Extractor(n) | FeatureKind::Func(n) => n.clone(),
             };
             position[i] = nodes.len();
             nodes.push(Node {
                 name: spec.name.clone(),
                 inputs: node_inputs,
                 op,
-                layer,
                 rows,
-                provenance,
+                shape,
+                unit: spec.unit.clone().or(unit),
+                components: spec.components.clone(),
+                definition,
             });
         }
 
-        let depth = nodes.iter().map(|n| n.layer).max().unwrap_or(0);
-        let layers = (1..=depth)
-            .map(|l| (0..nodes.len()).filter(|&i| nodes[i].layer == l).collect())
-            .collect();
+        used.sort_by(|a, b| a.name.cmp(&b.name));
         let mut hash = Sha256::new();
         hash.update(config.text.as_bytes());
-        for n in &nodes {
-            if let Some((ex, plugin, version)) = &n.provenance {
-                hash.update(format!("\n{ex}={plugin}@{version}").as_bytes());
-            }
+        hash.update(format!("\noect {}", env!("CARGO_PKG_VERSION")).as_bytes());
+        for p in &used {
+            hash.update(
+                format!(
+                    "\nplugin {}@{} api {} sha256 {}",
+                    p.name, p.version, p.api_version, p.library_sha256
+                )
+                .as_bytes(),
+            );
         }
         let content_hash = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(FeatureGraph {
             nodes,
-            layers,
+            plugins: used,
             content_hash,
         })
     }
@@ -305,7 +403,7 @@ fn extractor_rows(kind: InputKind, inputs: &[Input], nodes: &[Node]) -> Result<S
                 let Input::Feature(j) = inp else {
                     return Err("this extractor reads other features, not a data source".into());
                 };
-                let Some(r) = nodes[*j].rows else {
+                let (Op::Extract(_), Rows::Source(r)) = (&nodes[*j].op, nodes[*j].rows) else {
                     return Err(format!(
                         "input '{}' is a func feature (whole-column); per-step extractors need per-step inputs",
                         nodes[*j].name

@@ -84,6 +84,18 @@ impl Extractor {
     }
 }
 
+/// SHA-256 (hex) of a plugin library's file: outputs record it and their `hash8` covers it,
+/// so a plugin rebuilt with a changed body but the same version is recognised as changed.
+pub fn library_sha256(path: &Path) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| format!("{}: cannot read the plugin library: {e}", path.display()))?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash)
+        .map_err(|e| format!("{}: cannot read the plugin library: {e}", path.display()))?;
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The folders searched for plugins, in priority order.
 pub fn search_path(plugin_dirs: &[PathBuf]) -> Vec<(PathBuf, bool)> {
     let mut dirs: Vec<(PathBuf, bool)> = plugin_dirs.iter().map(|d| (d.clone(), true)).collect();

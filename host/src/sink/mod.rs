@@ -1,13 +1,23 @@
 //! Parquet output: one file per (experiment, config), written atomically.
 //!
-//! Files are named like the predecessor's,
-//! `{chip}-{device}-{config}-feat_{YYYYmmdd-HHMMSS}_{hash8}.parquet`, so existing
-//! tooling finds them, but `hash8` covers the config's content and the versions of
-//! the plugins it uses. A file is first written under a hidden temporary name and
-//! renamed when complete, so a file under the final name is always whole. An
-//! experiment is skipped when a file with the current `hash8` exists and records the
-//! same source fingerprint; otherwise (or with `--force`) it is recomputed and older
-//! files of the same experiment and config are removed, leaving exactly one.
+//! Layout (`docs/FORMAT.md`): `OUT/<config>/<chip>-<device>-<test_id>-feat_<stamp>_<hash8>.parquet`.
+//! One sub-folder per config, so that reading a folder gives one config's table with one
+//! schema, and a config's outputs never mix with another's; the folder records (in each
+//! file's metadata) which config owns it, and a different config with the same name is
+//! refused before any work. Within it, the test id makes the name unique per experiment
+//! (two tests of one device, shards, day 1 and day 2). `hash8` covers the config's text,
+//! the oect version and every plugin used (version and library hash). Name parts never
+//! begin with `#`, `.`, `_`, `-` or `~` (a shell comment, a hidden file, a file pyarrow
+//! skips, an option); the exact chip id is in the `chip_id` column and the metadata.
+//!
+//! A file is first written under a hidden temporary name and renamed when complete, so a
+//! file under the final name is always whole. An experiment is skipped when a file with the
+//! current `hash8` exists and records the same source fingerprint; otherwise (or with
+//! `--force`) it is recomputed and older files of the same experiment and config are
+//! removed, leaving exactly one.
+
+pub mod meta;
+pub mod table;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,27 +25,59 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, ListArray, RecordBatch};
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, DictionaryArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use crate::exec::table::{OutColumn, Table};
+pub use meta::{
+    CollectedMeta, Counts, FeatureMeta, OutputMeta, PluginMeta, StepError, FORMAT_VERSION, NO_FIT,
+};
+pub use table::{check_columns, ColumnKind, FeatureColumns, FeatureData, RowKeys, Table, Values};
 
 /// Key of the JSON metadata; pandas exposes it as `DataFrame.attrs`.
 pub const ATTRS_KEY: &str = "PANDAS_ATTRS";
 
+/// Which experiment an output belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExperimentKey {
+    pub chip_id: String,
+    pub device_id: String,
+    /// The file's test id (or, without one, its file stem).
+    pub test_id: String,
+}
+
+impl ExperimentKey {
+    /// `<chip>-<device>-<test>`, each part made safe for a file name.
+    pub fn stem(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            file_part(&self.chip_id),
+            file_part(&self.device_id),
+            file_part(&self.test_id)
+        )
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}-feat_", self.stem())
+    }
+}
+
 /// Where and how one config's outputs are written.
 #[derive(Debug, Clone)]
 pub struct Sink {
-    pub out_dir: PathBuf,
-    pub config_name: String,
+    dir: PathBuf,
+    config_identity: String,
     /// First 8 hex digits of the graph's content hash.
-    pub hash8: String,
+    hash8: String,
 }
 
 /// An output problem, naming the file.
@@ -46,9 +88,13 @@ pub struct SinkError {
     pub message: String,
 }
 
-/// Keeps file names portable: path separators and control characters become `_`.
-pub fn sanitize(part: &str) -> String {
-    part.chars()
+/// A file-name part: path separators and control characters become `_`, and leading
+/// characters that would make the name a shell comment (`#`), hidden (`.`), skipped by
+/// pyarrow datasets (`_`), an option (`-`) or a home folder (`~`) are dropped; `NA` if
+/// nothing is left.
+pub fn file_part(part: &str) -> String {
+    let cleaned: String = part
+        .chars()
         .map(|c| {
             if matches!(c, '/' | '\\' | '\0') || c.is_control() {
                 '_'
@@ -56,36 +102,108 @@ pub fn sanitize(part: &str) -> String {
                 c
             }
         })
-        .collect()
+        .collect();
+    let kept = cleaned.trim_start_matches(|c: char| "#._-~".contains(c) || c.is_whitespace());
+    if kept.is_empty() {
+        "NA".to_string()
+    } else {
+        kept.to_string()
+    }
+}
+
+/// Non-hidden `.parquet` files of `dir` (sorted), and the hidden ones.
+pub fn parquet_files(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let (mut shown, mut hidden) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.ends_with(".parquet") || !path.is_file() {
+            continue;
+        }
+        if name.starts_with('.') {
+            hidden.push(path);
+        } else {
+            shown.push(path);
+        }
+    }
+    shown.sort();
+    hidden.sort();
+    Ok((shown, hidden))
 }
 
 impl Sink {
-    fn prefix(&self, chip: &str, device: &str) -> String {
-        format!(
-            "{}-{}-{}-feat_",
-            sanitize(chip),
-            sanitize(device),
-            sanitize(&self.config_name)
-        )
+    /// The sink of the config `config_identity` (named `config_name`) under `root`. Refuses a
+    /// folder whose outputs belong to another config of the same name, naming both.
+    pub fn open(
+        root: &Path,
+        config_name: &str,
+        config_identity: &str,
+        hash8: &str,
+    ) -> Result<Sink, SinkError> {
+        let dir = root.join(file_part(config_name));
+        if let Ok((outputs, _)) = parquet_files(&dir) {
+            for f in outputs {
+                let Ok(meta) = read_meta(&f) else { continue };
+                if meta.config_identity != config_identity {
+                    return Err(SinkError {
+                        path: dir,
+                        message: format!(
+                            "holds outputs of the config {} ({}), not of {config_identity}; two configs \
+                             with the same name cannot share an output folder: rename one or use another -o",
+                            meta.config_identity,
+                            f.display()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Sink {
+            dir,
+            config_identity: config_identity.to_string(),
+            hash8: hash8.to_string(),
+        })
+    }
+
+    /// The config's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the folder and checks that a file can be written there, so that a bad
+    /// output folder stops a run before any work.
+    pub fn create_folder(&self) -> Result<(), SinkError> {
+        let err = |m: String| SinkError {
+            path: self.dir.clone(),
+            message: m,
+        };
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| err(format!("cannot create output folder: {e}")))?;
+        let probe = self.dir.join(format!(
+            ".write-check.parquet.{}.{}.tmp",
+            host_name(),
+            std::process::id()
+        ));
+        File::create(&probe).map_err(|e| err(format!("cannot write in output folder: {e}")))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
     }
 
     /// Existing outputs of this experiment and config (any hash), sorted.
-    pub fn existing(&self, chip: &str, device: &str) -> Vec<PathBuf> {
-        let prefix = self.prefix(chip, device);
-        let Ok(entries) = std::fs::read_dir(&self.out_dir) else {
+    pub fn existing(&self, key: &ExperimentKey) -> Vec<PathBuf> {
+        let prefix = key.prefix();
+        let Ok((outputs, _)) = parquet_files(&self.dir) else {
             return Vec::new();
         };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
+        outputs
+            .into_iter()
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".parquet"))
+                    .is_some_and(|n| n.starts_with(&prefix))
             })
-            .collect();
-        files.sort();
-        files
+            .collect()
     }
 
     /// Removes temporary files that killed runs left in the output folder: hidden
@@ -99,7 +217,7 @@ impl Sink {
         if !proc.join("self").exists() {
             return Vec::new();
         }
-        let Ok(entries) = std::fs::read_dir(&self.out_dir) else {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         let (host, own) = (host_name(), std::process::id());
@@ -116,31 +234,34 @@ impl Sink {
             .collect()
     }
 
-    /// An existing output that is complete for this config and source, if any.
-    pub fn up_to_date(&self, chip: &str, device: &str, source_hash: &str) -> Option<PathBuf> {
+    /// An existing output that is complete for this config and source, with its metadata.
+    pub fn up_to_date(
+        &self,
+        key: &ExperimentKey,
+        source_hash: &str,
+    ) -> Option<(PathBuf, OutputMeta)> {
         let suffix = format!("_{}.parquet", self.hash8);
-        self.existing(chip, device).into_iter().find(|p| {
-            p.to_string_lossy().ends_with(&suffix)
-                && read_attrs(p).is_ok_and(|a| a["source_hash"] == source_hash)
+        self.existing(key).into_iter().find_map(|p| {
+            if !p.to_string_lossy().ends_with(&suffix) {
+                return None;
+            }
+            let meta = read_meta(&p).ok()?;
+            (meta.source_hash == source_hash && meta.config_identity == self.config_identity)
+                .then_some((p, meta))
         })
     }
 
-    /// Writes `table` with `attrs` and removes older outputs of the experiment.
+    /// Writes `table` with `meta` and removes older outputs of the experiment.
     pub fn write(
         &self,
-        chip: &str,
-        device: &str,
+        key: &ExperimentKey,
         table: &Table,
-        attrs: &serde_json::Value,
+        meta: &OutputMeta,
     ) -> Result<PathBuf, SinkError> {
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let name = format!(
-            "{}{stamp}_{}.parquet",
-            self.prefix(chip, device),
-            self.hash8
-        );
-        let path = self.out_dir.join(&name);
-        let tmp = self.out_dir.join(format!(
+        let name = format!("{}{stamp}_{}.parquet", key.prefix(), self.hash8);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!(
             ".{name}.{}.{}.tmp",
             host_name(),
             std::process::id()
@@ -149,9 +270,9 @@ impl Sink {
             path: p.to_path_buf(),
             message: m,
         };
-        std::fs::create_dir_all(&self.out_dir)
-            .map_err(|e| err(&self.out_dir, format!("cannot create output folder: {e}")))?;
-        let written = write_parquet(&tmp, table, attrs);
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| err(&self.dir, format!("cannot create output folder: {e}")))?;
+        let written = write_parquet(&tmp, table, meta);
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(err(&path, e));
@@ -163,10 +284,10 @@ impl Sink {
                 format!("cannot move the finished file into place: {e}"),
             )
         })?;
-        if let Ok(dir) = File::open(&self.out_dir) {
+        if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
         }
-        for old in self.existing(chip, device) {
+        for old in self.existing(key) {
             if old != path {
                 let _ = std::fs::remove_file(old);
             }
@@ -180,7 +301,7 @@ fn host_name() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
         let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        match sanitize(name.trim()) {
+        match name.trim().replace(['/', '\\'], "_") {
             n if n.is_empty() => "localhost".to_string(),
             n => n,
         }
@@ -195,33 +316,140 @@ fn temp_writer(name: &str) -> Option<(&str, u32)> {
     Some((host, pid.parse().ok()?))
 }
 
-/// The JSON metadata of an output file.
-pub fn read_attrs(path: &Path) -> Result<serde_json::Value, String> {
+/// The `PANDAS_ATTRS` text of a Parquet file.
+pub fn read_attrs_text(path: &Path) -> Result<String, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
     let kv = reader.metadata().file_metadata().key_value_metadata();
-    let text = kv
-        .and_then(|kv| kv.iter().find(|e| e.key == ATTRS_KEY))
+    kv.and_then(|kv| kv.iter().find(|e| e.key == ATTRS_KEY))
         .and_then(|e| e.value.clone())
-        .ok_or_else(|| format!("no {ATTRS_KEY} metadata"))?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+        .ok_or_else(|| format!("no {ATTRS_KEY} metadata"))
 }
 
-fn write_parquet(path: &Path, table: &Table, attrs: &serde_json::Value) -> Result<(), String> {
-    let mut fields = vec![Field::new("step_index", DataType::Int64, false)];
-    let mut arrays: Vec<ArrayRef> =
-        vec![Arc::new(Int64Array::from_iter_values(0..table.rows as i64))];
-    for column in &table.columns {
-        let (name, array): (&str, ArrayRef) = match column {
-            OutColumn::Float { name, values } => {
-                (name, Arc::new(Float64Array::from(values.clone())))
-            }
-            OutColumn::Nested { name, rank, rows } => (name, nested(rows, *rank)?),
-        };
-        fields.push(Field::new(name, array.data_type().clone(), true));
-        arrays.push(array);
+/// The metadata of an output file; an error for files of another layout version.
+pub fn read_meta(path: &Path) -> Result<OutputMeta, String> {
+    let text = read_attrs_text(path)?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    match value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        other => {
+            return Err(format!(
+            "written by another oect version (output format {}, this oect writes {FORMAT_VERSION})",
+            other.map_or("1".to_string(), |v| v.to_string())
+        ))
+        }
     }
-    let metadata = HashMap::from([(ATTRS_KEY.to_string(), attrs.to_string())]);
+    serde_json::from_value(value).map_err(|e| format!("unreadable {ATTRS_KEY}: {e}"))
+}
+
+fn field(name: &str, data_type: DataType, nullable: bool, meta: &[(&str, String)]) -> Field {
+    let metadata: HashMap<String, String> = meta
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect();
+    Field::new(name, data_type, nullable).with_metadata(metadata)
+}
+
+/// A column holding one string on every row, dictionary-encoded so it costs nothing.
+fn constant_text(value: &str, rows: usize) -> ArrayRef {
+    let keys = Int32Array::from(vec![0; rows]);
+    let values = Arc::new(StringArray::from(vec![value]));
+    Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values).expect("key 0 is in range"))
+}
+
+fn write_parquet(path: &Path, table: &Table, meta: &OutputMeta) -> Result<(), String> {
+    let rows = table.rows();
+    let k = &table.keys;
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let mut fields = vec![
+        field("chip_id", dict.clone(), false, &[]),
+        field("device_id", dict.clone(), false, &[]),
+        field("test_id", dict, false, &[]),
+        field("step_index", DataType::Int64, false, &[]),
+    ];
+    let mut arrays: Vec<ArrayRef> = vec![
+        constant_text(&meta.chip_id, rows),
+        constant_text(&meta.device_id, rows),
+        constant_text(&meta.test_id, rows),
+        Arc::new(Int64Array::from(k.step_index.clone())),
+    ];
+    if let Some((transfer, transient)) = &k.source_steps {
+        fields.push(field("transfer_step", DataType::Int64, true, &[]));
+        fields.push(field("transient_step", DataType::Int64, true, &[]));
+        arrays.push(Arc::new(Int64Array::from(transfer.clone())));
+        arrays.push(Arc::new(Int64Array::from(transient.clone())));
+    }
+    fields.push(field("loop_iteration", DataType::Int64, true, &[]));
+    arrays.push(Arc::new(Int64Array::from(k.loop_iteration.clone())));
+    fields.push(field(
+        "start_time",
+        DataType::Timestamp(TimeUnit::Microsecond, None),
+        true,
+        &[("description", "local start time of the step".into())],
+    ));
+    arrays.push(Arc::new(TimestampMicrosecondArray::from(
+        k.start_time.clone(),
+    )));
+    fields.push(field(
+        "elapsed_s",
+        DataType::Float64,
+        true,
+        &[
+            ("unit", "s".into()),
+            ("description", "seconds since the test started".into()),
+        ],
+    ));
+    arrays.push(Arc::new(Float64Array::from(k.elapsed_s.clone())));
+    for f in &table.features {
+        let c = &f.columns;
+        let mut base: Vec<(&str, String)> = Vec::new();
+        if let Some(u) = &c.unit {
+            base.push(("unit", u.clone()));
+        }
+        match &f.values {
+            Values::Float(v) => {
+                fields.push(field(&c.feature, DataType::Float64, true, &base));
+                arrays.push(Arc::new(Float64Array::from(v.clone())));
+            }
+            Values::Expanded(cols) => {
+                for (j, (name, v)) in c.names().iter().zip(cols).enumerate() {
+                    let mut m = base.clone();
+                    m.push(("feature", c.feature.clone()));
+                    if let Some(comp) = c.components.as_ref().and_then(|cs| cs.get(j)) {
+                        m.push(("component", comp.clone()));
+                    }
+                    fields.push(field(name, DataType::Float64, true, &m));
+                    arrays.push(Arc::new(Float64Array::from(v.clone())));
+                }
+            }
+            Values::Nested(v) => {
+                let rank = match c.kind {
+                    ColumnKind::Nested(r) => r,
+                    _ => {
+                        return Err(format!(
+                            "{}: nested values of a non-nested column",
+                            c.feature
+                        ))
+                    }
+                };
+                let array = nested(v, rank)?;
+                let mut m = base.clone();
+                if let Some(comp) = &c.components {
+                    m.push((
+                        "components",
+                        serde_json::to_string(comp).map_err(|e| e.to_string())?,
+                    ));
+                }
+                fields.push(field(&c.feature, array.data_type().clone(), true, &m));
+                arrays.push(array);
+            }
+        }
+    }
+    let attrs = serde_json::to_string(meta).map_err(|e| e.to_string())?;
+    let metadata = HashMap::from([(ATTRS_KEY.to_string(), attrs.clone())]);
     let schema = Arc::new(Schema::new(fields).with_metadata(metadata));
     let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())?;
     let props = WriterProperties::builder()
@@ -230,8 +458,9 @@ fn write_parquet(path: &Path, table: &Table, attrs: &serde_json::Value) -> Resul
     let file = File::create(path).map_err(|e| format!("cannot create: {e}"))?;
     let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| e.to_string())?;
     writer.write(&batch).map_err(|e| e.to_string())?;
-    // Also as a plain key-value entry, for readers that ignore the Arrow schema.
-    writer.append_key_value_metadata(KeyValue::new(ATTRS_KEY.to_string(), attrs.to_string()));
+    // Also as a plain key-value entry, for readers that ignore the Arrow schema (DuckDB's
+    // parquet_kv_metadata, polars' read_parquet_metadata).
+    writer.append_key_value_metadata(KeyValue::new(ATTRS_KEY.to_string(), attrs));
     let mut file = writer.into_inner().map_err(|e| e.to_string())?;
     file.flush().map_err(|e| e.to_string())?;
     file.sync_all()

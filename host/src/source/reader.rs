@@ -107,6 +107,10 @@ pub struct Experiment {
     pub chip_id: String,
     /// Root attribute `device_number`, `"NA"` if missing or empty.
     pub device_id: String,
+    /// Root attribute `test_id` (unique per test), `None` if missing, empty or `NA`.
+    pub test_id: Option<String>,
+    /// Root attribute `created_at`: when the test started (local time).
+    pub created_at: Option<chrono::NaiveDateTime>,
     /// All scalar root attributes of a supported type.
     pub attrs: BTreeMap<String, AttrValue>,
     /// `None` if `/transfer/measurement_data` is absent.
@@ -150,6 +154,11 @@ impl Experiment {
             _ => "NA".to_owned(),
         };
         let (chip_id, device_id) = (text_attr("chip_id"), text_attr("device_number"));
+        let test_id = Some(text_attr("test_id")).filter(|t| t != "NA");
+        let created_at = match attrs.get("created_at") {
+            Some(AttrValue::String(s)) => steps::parse_time(s),
+            _ => None,
+        };
 
         let transfer_group = open_group(&file, "transfer").map_err(&fail)?;
         let transfer_data = transfer_group
@@ -202,6 +211,8 @@ impl Experiment {
             path: path.to_path_buf(),
             chip_id,
             device_id,
+            test_id,
+            created_at,
             attrs,
             transfer,
             transient,

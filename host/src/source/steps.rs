@@ -253,7 +253,7 @@ struct JsonStep {
 
 /// `2025-08-15T13:42:12.000456` (the instrument's local time, µs, no zone); a zone or a
 /// space instead of `T` is tolerated.
-fn parse_time(s: &str) -> Option<NaiveDateTime> {
+pub(crate) fn parse_time(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))

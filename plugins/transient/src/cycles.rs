@@ -2,7 +2,8 @@
 //! the Python predecessor (spec §3.1, §3.4).
 //!
 //! Values are computed in f64 and rounded to the nearest f32 at the end (the
-//! predecessor stores them in a float32 array); padding is NaN.
+//! predecessor stores them in a float32 array). `cycles` returns the values found (the
+//! predecessor's per-step form); its batch form NaN-padded them to `n_cycles`.
 
 use std::str::FromStr;
 
@@ -71,8 +72,8 @@ impl Default for CyclesParams {
     }
 }
 
-/// One row of `transient.cycles`: exactly `p.n_cycles` values, f32-rounded,
-/// NaN-padded when the step yields fewer.
+/// One row of `transient.cycles`: at most `p.n_cycles` values, f32-rounded (fewer when the
+/// step yields fewer).
 ///
 /// Errors are the cases where the predecessor raised for the whole call:
 /// `PeakDetection` with `Adaptive` prominence on an empty step, `Percentile`
@@ -84,9 +85,7 @@ pub fn cycles(current: &[f64], p: &CyclesParams) -> Result<Vec<f64>, String> {
         CycleMethod::PeakDetection => peak_detection(current, p)?,
         CycleMethod::Percentile => percentile_select(current, n)?,
     };
-    let mut row: Vec<f64> = picked.into_iter().take(n).map(round_f32).collect();
-    row.resize(n, f64::NAN);
-    Ok(row)
+    Ok(picked.into_iter().take(n).map(round_f32).collect())
 }
 
 /// `transient.peak_current`: `max |I|` (or `max I`), f32-rounded; NaN if any
@@ -236,12 +235,12 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_f32_and_nan_padded() {
+    fn rows_are_f32_and_hold_the_cycles_found() {
         let i = [0.0, 0.1, 0.0];
         let row = cycles(&i, &params(3, CycleMethod::PeakDetection)).unwrap();
-        assert!(same(&row, &[0.1_f32 as f64, f64::NAN, f64::NAN]));
+        assert!(same(&row, &[0.1_f32 as f64]));
         let row = cycles(&i, &params(5, CycleMethod::FixedInterval)).unwrap();
-        assert!(same(&row, &[0.0, 0.1_f32 as f64, 0.0, f64::NAN, f64::NAN]));
+        assert!(same(&row, &[0.0, 0.1_f32 as f64, 0.0]));
         assert!(cycles(&i, &params(0, CycleMethod::FixedInterval))
             .unwrap()
             .is_empty());
@@ -265,14 +264,10 @@ mod tests {
         };
         assert!(cycles(&[], &adaptive).is_err());
         let fixed_prominence = params(2, CycleMethod::PeakDetection);
-        assert!(same(
-            &cycles(&[], &fixed_prominence).unwrap(),
-            &[f64::NAN; 2]
-        ));
-        assert!(same(
-            &cycles(&[], &params(2, CycleMethod::FixedInterval)).unwrap(),
-            &[f64::NAN; 2]
-        ));
+        assert!(cycles(&[], &fixed_prominence).unwrap().is_empty());
+        assert!(cycles(&[], &params(2, CycleMethod::FixedInterval))
+            .unwrap()
+            .is_empty());
         assert!(peak_current(&[], true).is_err());
     }
 

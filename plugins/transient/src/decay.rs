@@ -15,6 +15,12 @@ use crate::Solver;
 
 /// The predecessor's `curve_fit(..., maxfev=1000)`.
 const COMPAT_MAX_NFEV: usize = 1000;
+/// Least share of the window's variance the fitted exponential must explain: below it the
+/// window is not one decay (a pulse train, noise, a step).
+const MIN_R_SQUARED: f64 = 0.9;
+/// Largest standard error of the fitted rate relative to the rate: beyond it the window
+/// cannot tell this τ from a much longer one (the rate is not three standard errors from 0).
+const MAX_RELATIVE_ERROR: f64 = 1.0 / 3.0;
 
 /// Which model is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +47,78 @@ impl FromStr for DecayMethod {
     }
 }
 
-/// Decay time constant of one step, in the unit of `t`; NaN where no value
+/// What `transient.decay_time` reports for one step: with `solver: compat`, the
+/// predecessor's value whatever it is ([`decay_time`]); otherwise a time constant that the
+/// window supports, or an error starting with `no fit: ` that says why there is none:
+/// fewer than 3 usable samples, a current that grows or stays constant, a decay faster than
+/// the sampling, a fit that explains less than 90 % of the window's variance (the step is a
+/// pulse train or noise, not one decay), or a τ whose standard error exceeds a third of it
+/// (the window cannot resolve it).
+pub fn extract(
+    t: &[f64],
+    i: &[f64],
+    fit_range: (f64, f64),
+    method: DecayMethod,
+    solver: Solver,
+) -> Result<f64, String> {
+    if solver == Solver::Compat {
+        return Ok(decay_time(t, i, fit_range, method, solver));
+    }
+    let no_fit = |why: String| format!("no fit: {why}");
+    let Some((tw, yw)) = fit_window(t, i, fit_range) else {
+        return Err(no_fit(format!(
+            "fewer than 3 usable samples (finite, |I| > 0) in the window {fit_range:?} of the step"
+        )));
+    };
+    let fit = match method {
+        DecayMethod::Linear => linear_fit(&tw, &yw),
+        DecayMethod::Exponential => robust_fit(&tw, &yw),
+    };
+    let tau = match method {
+        DecayMethod::Linear => round_f32(fit.tau),
+        DecayMethod::Exponential => fit.tau,
+    };
+    if tau.is_nan() {
+        return Err(no_fit(
+            "the window cannot be fitted (all sample times equal, or a decay faster than the sampling)"
+                .into(),
+        ));
+    }
+    if tau.is_infinite() || tau == 0.0 {
+        return Err(no_fit("the current does not decay over the window".into()));
+    }
+    if fit.r_squared.is_nan() || fit.r_squared < MIN_R_SQUARED {
+        return Err(no_fit(format!(
+            "a single exponential explains only R² = {:.3} of the window (τ would be {tau:.3e} s); \
+             the step is not one decay (a pulse train? set fit_range to one transition)",
+            fit.r_squared
+        )));
+    }
+    if tau < 0.0 {
+        return Err(no_fit(format!(
+            "|I| grows over the window (best fit τ = {tau:.3e} s); a decay time needs a decaying current"
+        )));
+    }
+    if fit.relative_error.is_nan() || fit.relative_error > MAX_RELATIVE_ERROR {
+        return Err(no_fit(format!(
+            "τ = {tau:.3e} s is not resolved by the window (standard error {:.0} % of it)",
+            100.0 * fit.relative_error
+        )));
+    }
+    Ok(tau)
+}
+
+/// A fitted τ and how well the window supports it.
+struct Fit {
+    tau: f64,
+    /// Share of the window's variance the model explains.
+    r_squared: f64,
+    /// Standard error of the fitted rate `1/τ`, relative to it (NaN when τ is not finite).
+    relative_error: f64,
+}
+
+/// Decay time constant of one step, in the unit of `t`, as fitted, without checking that
+/// it is physical (that is [`extract`]'s job); NaN where no value
 /// can be given (window with fewer than 3 usable samples, `t` and `i` of
 /// different lengths, non-finite `fit_range`).
 ///
@@ -78,8 +155,8 @@ pub fn decay_time(
         return f64::NAN;
     };
     match (method, solver) {
-        (DecayMethod::Linear, _) => round_f32(linear_tau(&tw, &yw)),
-        (DecayMethod::Exponential, Solver::Robust) => robust_tau(&tw, &yw),
+        (DecayMethod::Linear, _) => round_f32(linear_fit(&tw, &yw).tau),
+        (DecayMethod::Exponential, Solver::Robust) => robust_fit(&tw, &yw).tau,
         (DecayMethod::Exponential, Solver::Compat) => round_f32(compat_tau(&tw, &yw)),
     }
 }
@@ -120,21 +197,39 @@ fn py_slice_index(v: f64, n: usize) -> Option<usize> {
 }
 
 /// `-1 / slope` of the least-squares line through `(t - t[0], ln y)`.
-fn linear_tau(tw: &[f64], yw: &[f64]) -> f64 {
+fn linear_fit(tw: &[f64], yw: &[f64]) -> Fit {
     let m = tw.len() as f64;
     let x: Vec<f64> = tw.iter().map(|&v| v - tw[0]).collect();
     let z: Vec<f64> = yw.iter().map(|v| v.ln()).collect();
     let x_mean = x.iter().sum::<f64>() / m;
     let z_mean = z.iter().sum::<f64>() / m;
-    let (sxz, sxx) = x.iter().zip(&z).fold((0.0, 0.0), |(sxz, sxx), (&xv, &zv)| {
-        let dx = xv - x_mean;
-        (sxz + dx * (zv - z_mean), sxx + dx * dx)
-    });
+    let (sxz, sxx, szz) = x
+        .iter()
+        .zip(&z)
+        .fold((0.0, 0.0, 0.0), |(sxz, sxx, szz), (&xv, &zv)| {
+            let (dx, dz) = (xv - x_mean, zv - z_mean);
+            (sxz + dx * dz, sxx + dx * dx, szz + dz * dz)
+        });
     if sxx == 0.0 {
         // numpy.polyfit raises on a rank-deficient design (all times equal).
-        return f64::NAN;
+        return Fit {
+            tau: f64::NAN,
+            r_squared: f64::NAN,
+            relative_error: f64::NAN,
+        };
     }
-    -1.0 / (sxz / sxx)
+    let slope = sxz / sxx;
+    let residual = (szz - slope * sxz).max(0.0);
+    let se = (residual / (m - 2.0).max(1.0) / sxx).sqrt();
+    Fit {
+        tau: -1.0 / slope,
+        r_squared: if szz > 0.0 {
+            sxz * sxz / (sxx * szz)
+        } else {
+            f64::NAN
+        },
+        relative_error: se / slope.abs(),
+    }
 }
 
 /// Lower end of the rate grid in window units (τ = 1024 window spans).
@@ -241,7 +336,12 @@ impl ProjSums {
 }
 
 /// Variable-projection fit of `A·exp(-x/τ)`; see [`decay_time`].
-fn robust_tau(tw: &[f64], yw: &[f64]) -> f64 {
+fn robust_fit(tw: &[f64], yw: &[f64]) -> Fit {
+    let unfit = |tau: f64| Fit {
+        tau,
+        r_squared: f64::NAN,
+        relative_error: f64::NAN,
+    };
     let x: Vec<f64> = tw.iter().map(|&v| v - tw[0]).collect();
     let (x_min, x_max) = x
         .iter()
@@ -250,7 +350,7 @@ fn robust_tau(tw: &[f64], yw: &[f64]) -> f64 {
         });
     let span = x_max - x_min;
     if !(span > 0.0 && span.is_finite()) {
-        return f64::NAN;
+        return unfit(f64::NAN);
     }
     let y_max = yw.iter().fold(0.0_f64, |m, &v| m.max(v));
     let y: Vec<f64> = yw.iter().map(|&v| v / y_max).collect();
@@ -261,15 +361,36 @@ fn robust_tau(tw: &[f64], yw: &[f64]) -> f64 {
     let from_end: Vec<f64> = x.iter().map(|&v| (x_max - v) / span).collect();
     let decay = best_rate(&from_start, &y);
     let growth = best_rate(&from_end, &y);
-    let (best, sign) = if growth.explained > decay.explained {
-        (growth, -1.0)
+    let (best, sign, w) = if growth.explained > decay.explained {
+        (growth, -1.0, &from_end)
     } else {
-        (decay, 1.0)
+        (decay, 1.0, &from_start)
     };
-    match best.rate {
-        None => f64::NAN,
-        Some(k) if k > 0.0 => sign * span / k,
-        Some(_) => f64::INFINITY,
+    let k = match best.rate {
+        None => return unfit(f64::NAN),
+        Some(k) if k > 0.0 => k,
+        Some(_) => return unfit(f64::INFINITY),
+    };
+    // Quality at the optimum: share of variance explained, and the rate's standard error
+    // from the Gauss-Newton covariance of (A, k).
+    let m = y.len() as f64;
+    let mut scratch = vec![0.0; y.len()];
+    let sums = ProjSums::at(w, &y, k, &mut scratch);
+    let yy: f64 = y.iter().map(|v| v * v).sum();
+    let mean = y.iter().sum::<f64>() / m;
+    let tss: f64 = y.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let rss = (yy - sums.explained()).max(0.0);
+    let a = sums.ye / sums.ee;
+    let det = a * a * (sums.ee * sums.uuee - sums.uee * sums.uee);
+    let var_k = rss / (m - 2.0).max(1.0) * sums.ee / det;
+    Fit {
+        tau: sign * span / k,
+        r_squared: if tss > 0.0 { 1.0 - rss / tss } else { f64::NAN },
+        relative_error: if det > 0.0 {
+            var_k.max(0.0).sqrt() / k
+        } else {
+            f64::INFINITY
+        },
     }
 }
 
@@ -601,6 +722,76 @@ mod tests {
         // |I| halves after 35 samples (0.05·ln 2 = 34.66 ms), measured backwards.
         assert_eq!(got, round_f32(-0.035 / std::f64::consts::LN_2));
     }
+
+    fn checked(
+        t: &[f64],
+        i: &[f64],
+        range: (f64, f64),
+        method: DecayMethod,
+    ) -> Result<f64, String> {
+        extract(t, i, range, method, Solver::Robust)
+    }
+
+    #[test]
+    fn a_clean_or_noisy_decay_is_reported() {
+        let tau = 0.12;
+        let n = noise(2000);
+        let (t, mut i) = step(|x| 1e-4 * (-x / tau).exp());
+        for (v, e) in i.iter_mut().zip(&n) {
+            *v *= 1.0 + 0.01 * e;
+        }
+        for method in [DecayMethod::Exponential, DecayMethod::Linear] {
+            let got = checked(&t, &i, (0.0, 1.0), method).unwrap();
+            assert!(((got - tau) / tau).abs() < 0.02, "{method:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn non_physical_fits_are_no_fit_with_a_reason() {
+        let no_fit = |r: Result<f64, String>, needle: &str| {
+            let e = r.unwrap_err();
+            assert!(e.starts_with(NO_FIT_PREFIX) && e.contains(needle), "{e}");
+        };
+        // A growing current: the fit's τ < 0.
+        let (t, i) = step(|x| 2e-6 * (x / 0.4).exp());
+        no_fit(
+            checked(&t, &i, (0.1, 0.9), DecayMethod::Exponential),
+            "grows",
+        );
+        no_fit(checked(&t, &i, (0.1, 0.9), DecayMethod::Linear), "grows");
+        // A constant current.
+        let (t, i) = step(|_| 3e-5);
+        no_fit(
+            checked(&t, &i, (0.1, 0.9), DecayMethod::Exponential),
+            "does not decay",
+        );
+        // A pulse train (8 cycles of a square wave with 3 ms edges): no single decay.
+        let (t, i) = step(|x| {
+            let phase = (x / 0.25).fract();
+            if phase < 0.5 {
+                1e-6 + 5e-4 * (-(phase * 0.25) / 0.003).exp()
+            } else {
+                5e-4 * (1.0 - (-((phase - 0.5) * 0.25) / 0.008).exp())
+            }
+        });
+        no_fit(checked(&t, &i, (0.1, 0.9), DecayMethod::Exponential), "R²");
+        // Pure noise around a level: whatever τ fits is not resolved.
+        let n = noise(2000);
+        let (t, _) = step(|_| 0.0);
+        let i: Vec<f64> = n.iter().map(|e| 1e-4 * (1.0 + 0.2 * e)).collect();
+        assert!(checked(&t, &i, (0.1, 0.9), DecayMethod::Exponential).is_err());
+        // Too few samples.
+        no_fit(
+            checked(&t, &i, (0.9, 0.9005), DecayMethod::Exponential),
+            "fewer than 3",
+        );
+        // The predecessor's solver keeps its values, physical or not.
+        let (t, i) = step(|x| 2e-6 * (x / 0.4).exp());
+        let compat = extract(&t, &i, (0.1, 0.9), DecayMethod::Linear, Solver::Compat).unwrap();
+        assert_eq!(compat, round_f32(-0.4));
+    }
+
+    const NO_FIT_PREFIX: &str = "no fit: ";
 
     #[test]
     fn method_names() {

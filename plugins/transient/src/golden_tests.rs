@@ -191,9 +191,11 @@ fn golden_cycles() {
             let tie = r["tie_sensitive"].as_bool().unwrap_or(false);
             for (s, (row, gold)) in ours.iter().zip(r["output"].as_array().unwrap()).enumerate() {
                 let gold = floats(gold);
-                if row.len() != gold.len() {
+                // The predecessor's batch form NaN-pads to n_cycles; ours is the per-step
+                // form (the cycles found), so the golden row is ours plus NaN padding.
+                if row.len() > gold.len() || gold[row.len()..].iter().any(|v| !v.is_nan()) {
                     failures.push(format!(
-                        "{what} step {s}: length {} vs {}",
+                        "{what} step {s}: {} values vs golden {} (with NaN padding)",
                         row.len(),
                         gold.len()
                     ));

@@ -3,7 +3,7 @@
 //! | extractor | per step |
 //! |---|---|
 //! | `transient.peak_current` | max \|I\| (or max I) |
-//! | `transient.cycles` | one current value per cycle, `[n_cycles]`, NaN-padded |
+//! | `transient.cycles` | one current value per cycle found, `[n_cycles]` (at most `n_cycles`) |
 //! | `transient.decay_time` | time constant of a single-exponential fit over a window |
 //! | `transient.tau_on_off` | per cycle `[tau_on, tau_off]` (AutoTau), `[n_cycles, 2]` |
 //!
@@ -90,7 +90,9 @@ struct Cycles(CyclesParams);
 
 impl StepExtractor for Cycles {
     fn output_shape(&self) -> Vec<Dim> {
-        vec![Dim::Fixed(self.0.n_cycles as u64)]
+        // As many values as cycles were found (at most n_cycles): the predecessor's
+        // per-step form, so that `c[:, -1]` is a step's last real cycle.
+        vec![Dim::Dyn("n_cycles".into())]
     }
 
     fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
@@ -127,7 +129,7 @@ register_extractor!(ExtractorSpec {
             name: "n_cycles",
             kind: ParamKind::Count,
             default: "100",
-            doc: "values per step; missing cycles are NaN",
+            doc: "most values per step (a step gives one per cycle found)",
         },
         ParamSpec {
             name: "method",
@@ -165,20 +167,14 @@ impl StepExtractor for DecayTime {
     fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
         let t = input.require(TIME)?;
         let i = input.require(CURRENT)?;
-        Ok(FeatureValue::scalar(decay::decay_time(
-            t,
-            i,
-            self.fit_range,
-            self.method,
-            self.solver,
-        )))
+        decay::extract(t, i, self.fit_range, self.method, self.solver).map(FeatureValue::scalar)
     }
 }
 
 register_extractor!(ExtractorSpec {
     name: "transient.decay_time",
     input: InputKind::Transient,
-    description: "time constant of I0·exp(-t/tau) fitted to |I| over a fraction of the step (NaN when no fit)",
+    description: "time constant of I0·exp(-t/tau) fitted to |I| over a fraction of the step (\"no fit: …\" when the window is not one resolvable decay; solver compat: the predecessor's value)",
     unit: "s",
     params: &[
         ParamSpec {

@@ -1,7 +1,19 @@
-//! Compiled expression tree and its evaluation over n-d `f64` arrays with
-//! numpy's semantics (broadcasting, basic indexing, NaN rules of reductions).
+//! Compiled expression tree and its evaluation with numpy's semantics (broadcasting, basic
+//! indexing, NaN rules of reductions), applied to each step's own array.
+//!
+//! Inputs are columns of per-step values whose lengths along a data-dependent axis may
+//! differ (one step has 99 cycles, the next 109). Instead of padding them to a rectangle,
+//! as the predecessor did, an expression `x[:, ...]` indexes and reduces *each step's own
+//! array*, so `tau[:, -10:, 0]` is the last ten real cycles of every step and a mean never
+//! sees padding. Only a reduction across the steps (`axis=0`, or none) or an index across
+//! them (`x[0]`, `x[1:]`) looks at several steps at once. On rectangular data this is
+//! exactly numpy's result on the stacked array.
 
-use ndarray::{arr0, ArrayD, ArrayView1, ArrayViewD, Axis, IxDyn, SliceInfo, SliceInfoElem, Zip};
+use std::sync::Arc;
+
+use ndarray::{
+    arr0, ArrayD, ArrayView1, ArrayViewD, Axis, Dimension, IxDyn, SliceInfo, SliceInfoElem, Zip,
+};
 
 use super::parser::BinOp;
 
@@ -200,8 +212,9 @@ fn no_identity(name: &str) -> String {
     format!("zero-size array to reduction operation {name} which has no identity")
 }
 
-/// Intermediate value: inputs and slices of them stay borrowed, so indexing
-/// a large input copies only what is selected.
+/// An array that stays borrowed from the inputs until an operation needs to own it, so
+/// indexing a large input copies only what is selected.
+#[derive(Clone)]
 enum Val<'a> {
     View(ArrayViewD<'a, f64>),
     Owned(ArrayD<f64>),
@@ -223,10 +236,97 @@ impl Val<'_> {
     }
 }
 
+/// One step of a per-step input column, as the caller hands it in.
+#[derive(Debug, Clone)]
+pub enum Cell<'a> {
+    /// The step's value, with its own shape (steps of one column may differ in length
+    /// along a data-dependent axis).
+    Value(ArrayViewD<'a, f64>),
+    /// The step has no value; the message says why (it starts with `no fit: ` when the
+    /// input had no result rather than an error).
+    Failed(Arc<str>),
+    /// The row has no step of this column's data kind (rows of mixed configs): padding,
+    /// which element-wise operations keep and reductions never see.
+    Absent,
+}
+
+/// One step of a result column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutCell {
+    Value(ArrayD<f64>),
+    Failed(Arc<str>),
+    Absent,
+}
+
+/// A per-step input column: `rank` is the number of axes of each step's value.
+#[derive(Debug, Clone)]
+pub struct Column<'a> {
+    pub rank: usize,
+    pub cells: Vec<Cell<'a>>,
+}
+
+/// One step during evaluation.
+#[derive(Clone)]
+enum Item<'a> {
+    Value(Val<'a>),
+    Failed(Arc<str>),
+    Absent,
+}
+
+/// A value during evaluation: per step (the rows of the experiment), or one array for the
+/// whole experiment (constants, reductions across steps).
+enum Value<'a> {
+    Plain(Val<'a>),
+    Rows { rank: usize, items: Vec<Item<'a>> },
+}
+
+/// Applies `f` to each step that has a value; an error fails only that step.
+fn per_step<'a>(
+    items: Vec<Item<'a>>,
+    f: impl Fn(Val<'a>) -> Result<Val<'a>, String>,
+) -> Vec<Item<'a>> {
+    items
+        .into_iter()
+        .map(|item| match item {
+            Item::Value(v) => match f(v) {
+                Ok(v) => Item::Value(v),
+                Err(e) => Item::Failed(e.into()),
+            },
+            other => other,
+        })
+        .collect()
+}
+
+/// A finished evaluation: per step, or one array for the whole experiment.
+#[derive(Debug)]
+pub(super) enum Evaluated {
+    Steps(Vec<OutCell>),
+    Whole(ArrayD<f64>),
+}
+
 impl Node {
-    /// Evaluates the tree; `inputs` are indexed by `Node::Input`.
-    pub(super) fn eval(&self, inputs: &[ArrayViewD<'_, f64>]) -> Result<ArrayD<f64>, String> {
-        Ok(self.value(inputs)?.into_owned())
+    /// Evaluates the tree over per-step columns.
+    pub(super) fn evaluate(&self, inputs: &[Column<'_>]) -> Result<Evaluated, String> {
+        let rows = inputs.first().map_or(0, |c| c.cells.len());
+        if let Some(c) = inputs.iter().find(|c| c.cells.len() != rows) {
+            return Err(format!(
+                "inputs have different numbers of rows: {rows} and {}",
+                c.cells.len()
+            ));
+        }
+        Ok(match self.value(inputs)? {
+            Value::Rows { items, .. } => Evaluated::Steps(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Item::Value(v) => OutCell::Value(v.into_owned()),
+                        Item::Failed(m) => OutCell::Failed(m),
+                        Item::Absent => OutCell::Absent,
+                    })
+                    .collect(),
+            ),
+            Value::Plain(v) => Evaluated::Whole(v.into_owned()),
+        })
     }
 
     /// The value when the tree uses no input (for axes, indices, defaults).
@@ -239,36 +339,274 @@ impl Node {
         }
     }
 
-    fn value<'a>(&self, inputs: &[ArrayViewD<'a, f64>]) -> Result<Val<'a>, String> {
+    fn value<'a>(&self, inputs: &[Column<'a>]) -> Result<Value<'a>, String> {
         Ok(match self {
-            Node::Const(v) => Val::Owned(arr0(*v).into_dyn()),
-            Node::Input(i) => Val::View(
-                inputs
+            Node::Const(v) => Value::Plain(Val::Owned(arr0(*v).into_dyn())),
+            Node::Input(i) => {
+                let column = inputs
                     .get(*i)
-                    .ok_or_else(|| format!("input {} is missing", i + 1))?
-                    .clone(),
-            ),
+                    .ok_or_else(|| format!("input {} is missing", i + 1))?;
+                let items = column
+                    .cells
+                    .iter()
+                    .map(|c| match c {
+                        Cell::Value(v) => Item::Value(Val::View(v.clone())),
+                        Cell::Failed(m) => Item::Failed(m.clone()),
+                        Cell::Absent => Item::Absent,
+                    })
+                    .collect();
+                Value::Rows {
+                    rank: column.rank,
+                    items,
+                }
+            }
             Node::Map(f, x) => {
-                let mut a = match x.value(inputs)? {
-                    Val::View(v) => v.to_owned(),
-                    Val::Owned(a) => a,
+                let map = |v: Val<'a>| {
+                    let mut a = v.into_owned();
+                    a.mapv_inplace(|x| f.apply(x));
+                    Ok(Val::Owned(a))
                 };
-                a.mapv_inplace(|v| f.apply(v));
-                Val::Owned(a)
+                match x.value(inputs)? {
+                    Value::Plain(v) => Value::Plain(map(v)?),
+                    Value::Rows { rank, items } => Value::Rows {
+                        rank,
+                        items: per_step(items, map),
+                    },
+                }
             }
-            Node::Binary(op, a, b) => {
-                let (a, b) = (a.value(inputs)?, b.value(inputs)?);
-                Val::Owned(binary(*op, a.view(), b.view())?)
-            }
+            Node::Binary(op, a, b) => combine(*op, a.value(inputs)?, b.value(inputs)?)?,
             Node::Reduce {
                 op,
                 arg,
                 axis,
                 ddof,
-            } => Val::Owned(reduce(*op, arg.value(inputs)?.view(), *axis, *ddof)?),
-            Node::Index(base, items) => index(base.value(inputs)?, items)?,
+            } => match arg.value(inputs)? {
+                Value::Plain(v) => Value::Plain(Val::Owned(reduce(*op, v.view(), *axis, *ddof)?)),
+                Value::Rows { rank, items } => reduce_rows(*op, rank, items, *axis, *ddof)?,
+            },
+            Node::Index(base, index_items) => match base.value(inputs)? {
+                Value::Plain(v) => Value::Plain(index(v, index_items)?),
+                Value::Rows { rank, items } => match index_items.split_first() {
+                    Some((
+                        IndexItem::Slice {
+                            start: None,
+                            stop: None,
+                            step: 1,
+                        },
+                        per,
+                    )) => {
+                        let dropped = per.iter().filter(|i| matches!(i, IndexItem::At(_))).count();
+                        Value::Rows {
+                            rank: rank.saturating_sub(dropped),
+                            items: per_step(items, |v| index_from(v, per, 1)),
+                        }
+                    }
+                    _ => Value::Plain(index(Val::Owned(stack(rank, &items)?), index_items)?),
+                },
+            },
         })
     }
+}
+
+/// A binary operation: step by step where either side is per step (numpy broadcasting
+/// within each step), whole arrays otherwise.
+fn combine<'a>(op: BinOp, a: Value<'a>, b: Value<'a>) -> Result<Value<'a>, String> {
+    let owned = |r: Result<ArrayD<f64>, String>| r.map(Val::Owned);
+    Ok(match (a, b) {
+        (Value::Plain(x), Value::Plain(y)) => Value::Plain(owned(binary(op, x.view(), y.view()))?),
+        (
+            Value::Rows {
+                rank: ra,
+                items: xa,
+            },
+            Value::Rows {
+                rank: rb,
+                items: xb,
+            },
+        ) => {
+            let items = xa
+                .into_iter()
+                .zip(xb)
+                .map(|pair| match pair {
+                    (Item::Absent, _) | (_, Item::Absent) => Item::Absent,
+                    (Item::Failed(m), _) | (_, Item::Failed(m)) => Item::Failed(m),
+                    (Item::Value(x), Item::Value(y)) => match binary(op, x.view(), y.view()) {
+                        Ok(v) => Item::Value(Val::Owned(v)),
+                        Err(e) => Item::Failed(e.into()),
+                    },
+                })
+                .collect();
+            Value::Rows {
+                rank: ra.max(rb),
+                items,
+            }
+        }
+        (Value::Rows { rank, items }, Value::Plain(p)) => {
+            rows_with_plain(op, rank, items, p, false)?
+        }
+        (Value::Plain(p), Value::Rows { rank, items }) => {
+            rows_with_plain(op, rank, items, p, true)?
+        }
+    })
+}
+
+/// A per-step value against a whole-experiment array: the array broadcasts against each
+/// step's value, or, when it has one more axis, its first axis runs along the steps.
+fn rows_with_plain<'a>(
+    op: BinOp,
+    rank: usize,
+    items: Vec<Item<'a>>,
+    plain: Val<'a>,
+    plain_first: bool,
+) -> Result<Value<'a>, String> {
+    let p = plain.view();
+    let n = items.len();
+    let along_steps = p.ndim() == rank + 1;
+    if p.ndim() > rank + 1 || (along_steps && p.shape()[0] != 1 && p.shape()[0] != n) {
+        return Err(format!(
+            "operands could not be broadcast together: one value per step ({n} steps) and shape {}",
+            shape_text(p.shape())
+        ));
+    }
+    let items = items
+        .into_iter()
+        .enumerate()
+        .map(|(row, item)| match item {
+            Item::Value(v) => {
+                let q = if along_steps {
+                    p.index_axis(Axis(0), if p.shape()[0] == 1 { 0 } else { row })
+                } else {
+                    p.view()
+                };
+                let r = if plain_first {
+                    binary(op, q, v.view())
+                } else {
+                    binary(op, v.view(), q)
+                };
+                match r {
+                    Ok(a) => Item::Value(Val::Owned(a)),
+                    Err(e) => Item::Failed(e.into()),
+                }
+            }
+            other => other,
+        })
+        .collect();
+    let rank = if along_steps {
+        rank
+    } else {
+        rank.max(p.ndim())
+    };
+    Ok(Value::Rows { rank, items })
+}
+
+/// Reduces a per-step value: over axes inside each step (per step), across the steps (axis
+/// 0: each position over the steps that have it), or over everything (`axis=None`). Absent
+/// rows are never seen; a failed step counts as NaN, as numpy would see a NaN row.
+fn reduce_rows<'a>(
+    op: Reduction,
+    rank: usize,
+    items: Vec<Item<'a>>,
+    axis: Option<isize>,
+    ddof: f64,
+) -> Result<Value<'a>, String> {
+    let ndim = rank as isize + 1;
+    let Some(axis) = axis else {
+        let mut flat = Vec::new();
+        for item in &items {
+            match item {
+                Item::Value(v) => flat.extend(v.view().iter().copied()),
+                Item::Failed(_) => flat.push(f64::NAN),
+                Item::Absent => {}
+            }
+        }
+        let lane = op.lane(ArrayView1::from(&flat[..]), ddof)?;
+        return Ok(Value::Plain(Val::Owned(arr0(lane).into_dyn())));
+    };
+    let k = if axis < 0 { axis + ndim } else { axis };
+    if !(0..ndim).contains(&k) {
+        return Err(format!(
+            "axis {axis} is out of bounds for array of dimension {ndim}"
+        ));
+    }
+    if k > 0 {
+        let inner = Some(k - 1);
+        return Ok(Value::Rows {
+            rank: rank - 1,
+            items: per_step(items, |v| reduce(op, v.view(), inner, ddof).map(Val::Owned)),
+        });
+    }
+    // Across the steps.
+    let values: Vec<ArrayViewD<'_, f64>> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Value(v) => Some(v.view()),
+            _ => None,
+        })
+        .collect();
+    let mut shape = vec![0usize; rank];
+    for v in &values {
+        for (d, s) in shape.iter_mut().zip(v.shape()) {
+            *d = (*d).max(*s);
+        }
+    }
+    if values.is_empty() && rank > 0 {
+        return Err("no step has a value to reduce across the steps".into());
+    }
+    let mut out = ArrayD::from_elem(IxDyn(&shape), f64::NAN);
+    let mut lane = Vec::with_capacity(items.len());
+    for (pos, slot) in out.indexed_iter_mut() {
+        lane.clear();
+        for item in &items {
+            match item {
+                Item::Value(v) => {
+                    if let Some(x) = v.view().get(pos.slice()) {
+                        lane.push(*x);
+                    }
+                }
+                Item::Failed(_) => lane.push(f64::NAN),
+                Item::Absent => {}
+            }
+        }
+        *slot = op.lane(ArrayView1::from(&lane[..]), ddof)?;
+    }
+    Ok(Value::Plain(Val::Owned(out)))
+}
+
+/// The steps stacked into one array (step axis first), for indexing across steps; steps
+/// without a value are NaN. Needs every step's value to have the same shape.
+fn stack(rank: usize, items: &[Item<'_>]) -> Result<ArrayD<f64>, String> {
+    let mut shape: Option<Vec<usize>> = None;
+    for item in items {
+        if let Item::Value(v) = item {
+            let s = v.view().shape().to_vec();
+            match &shape {
+                Some(prev) if *prev != s => {
+                    return Err(format!(
+                        "indexing across steps needs every step's value to have the same shape, \
+                         but steps have shapes {} and {}; index within each step with x[:, ...]",
+                        shape_text(prev),
+                        shape_text(&s)
+                    ))
+                }
+                Some(_) => {}
+                None => shape = Some(s),
+            }
+        }
+    }
+    let inner = match shape {
+        Some(s) => s,
+        None if rank == 0 => Vec::new(),
+        None => return Err("no step has a value to index across the steps".into()),
+    };
+    let mut full = vec![items.len()];
+    full.extend(&inner);
+    let mut out = ArrayD::from_elem(IxDyn(&full), f64::NAN);
+    for (row, item) in items.iter().enumerate() {
+        if let Item::Value(v) = item {
+            out.index_axis_mut(Axis(0), row).assign(&v.view());
+        }
+    }
+    Ok(out)
 }
 
 /// numpy's shape tuple notation, for error messages: `()`, `(3,)`, `(2, 3)`.
@@ -358,12 +696,18 @@ fn reduce(
 /// numpy basic indexing: integers drop an axis, slices keep it, axes not
 /// mentioned are kept whole.
 fn index<'a>(val: Val<'a>, items: &[IndexItem]) -> Result<Val<'a>, String> {
+    index_from(val, items, 0)
+}
+
+/// [`index`] on a step's array whose axes are numbered from `first_axis` in messages (1
+/// for a step of a column, whose axis 0 is the steps).
+fn index_from<'a>(val: Val<'a>, items: &[IndexItem], first_axis: usize) -> Result<Val<'a>, String> {
     let shape = val.view().shape().to_vec();
     if items.len() > shape.len() {
         return Err(format!(
             "too many indices for array: array is {}-dimensional, but {} were indexed",
-            shape.len(),
-            items.len()
+            shape.len() + first_axis,
+            items.len() + first_axis
         ));
     }
     let mut elems = Vec::with_capacity(shape.len());
@@ -374,7 +718,8 @@ fn index<'a>(val: Val<'a>, items: &[IndexItem]) -> Result<Val<'a>, String> {
                 let k = if i < 0 { i + len_i } else { i };
                 if !(0..len_i).contains(&k) {
                     return Err(format!(
-                        "index {i} is out of bounds for axis {axis} with size {len}"
+                        "index {i} is out of bounds for axis {} with size {len}",
+                        axis + first_axis
                     ));
                 }
                 SliceInfoElem::Index(k)

@@ -18,17 +18,22 @@
 //! log10 exp sqrt`, `np.pi np.e np.nan np.inf`; `abs(x)`; methods `x.mean()
 //! x.std() x.sum() x.min() x.max()`; basic indexing such as `x[:, -10:, 0]`.
 //! Indices, axes and `ddof` must be constants (numbers, params, defaults).
+//!
+//! Evaluation is per step: `x[:, ...]` and reductions over `axis >= 1` apply to each step's
+//! own array, so ragged per-step arrays (cycles per step) are never padded (see `eval`).
 
 mod compile;
 mod eval;
 mod lexer;
 mod parser;
+mod shape;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 
-use ndarray::{ArrayD, ArrayViewD};
+pub use eval::{Cell, Column, OutCell};
+pub use shape::Extent;
 
 /// A compiled `func:` expression, ready to evaluate any number of times.
 #[derive(Debug, Clone)]
@@ -100,21 +105,51 @@ impl Expr {
         })
     }
 
-    /// Evaluates over whole per-experiment columns (step axis first), one per
-    /// input in compile order. The result may have any shape (a scalar is a
-    /// 0-d array); the caller checks it.
+    /// The per-step shape of the result, given each input's per-step shape.
     ///
     /// # Errors
-    /// What numpy would raise: shapes that do not broadcast, an index or axis
-    /// out of range, a min/max over nothing; also a wrong number of inputs.
-    pub fn eval(&self, inputs: &[ArrayViewD<'_, f64>]) -> Result<ArrayD<f64>, String> {
+    /// Shape errors that would hold for every step (operands that cannot broadcast, an
+    /// index or axis out of range, too many indices), and a result that is one array for
+    /// the whole experiment rather than one value per step.
+    pub fn per_step_shape(&self, inputs: &[Vec<Extent>]) -> Result<Vec<Extent>, String> {
         if inputs.len() != self.n_inputs {
             return Err(format!(
-                "expected {} input array(s), got {}",
+                "expected {} input(s), got {}",
                 self.n_inputs,
                 inputs.len()
             ));
         }
-        self.root.eval(inputs)
+        match self.root.shape(inputs)? {
+            shape::Shape::Rows(dims) => Ok(dims),
+            shape::Shape::Plain(_) => Err(
+                "the expression returns one value for the whole experiment, not one value per step \
+                 (combine it with a per-step input, e.g. `x - x.mean()`)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Evaluates over per-step columns, one per input in compile order, all with the same
+    /// number of rows. The result has one cell per row.
+    ///
+    /// # Errors
+    /// What numpy would raise for the whole experiment (a reduction across steps over
+    /// nothing, an index across steps of different shapes), a result that is not per step,
+    /// or a wrong number of inputs. What goes wrong within one step fails only that step.
+    pub fn eval_steps(&self, inputs: &[Column<'_>]) -> Result<Vec<OutCell>, String> {
+        if inputs.len() != self.n_inputs {
+            return Err(format!(
+                "expected {} input column(s), got {}",
+                self.n_inputs,
+                inputs.len()
+            ));
+        }
+        match self.root.evaluate(inputs)? {
+            eval::Evaluated::Steps(cells) => Ok(cells),
+            eval::Evaluated::Whole(a) => Err(format!(
+                "the expression returns one array of shape {:?} for the whole experiment, not one value per step",
+                a.shape()
+            )),
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! Expected values are written out by hand (or as the arithmetic numpy
 //! performs), never computed with the code under test.
 
-use ndarray::{arr0, array, ArrayD, ArrayViewD, IxDyn};
+use ndarray::{arr0, array, ArrayD, ArrayViewD, Axis, IxDyn};
 
-use super::{Expr, ExprError};
+use super::eval::Evaluated;
+use super::{Cell, Column, Expr, ExprError, OutCell};
 
 const NAN: f64 = f64::NAN;
 
@@ -11,9 +12,51 @@ fn compile(src: &str, inputs: &[&str], params: &[(&str, f64)]) -> Expr {
     Expr::compile(src, inputs, params).unwrap_or_else(|e| panic!("{src}: {e}"))
 }
 
+/// Evaluates as numpy would on whole arrays: inputs with one common step axis become
+/// per-step columns (one row per step) and the per-step result is stacked; other inputs
+/// (a 0-d array, different lengths) are one step holding the whole array. A failed step is
+/// an error.
 fn eval(expr: &Expr, inputs: &[&ArrayD<f64>]) -> Result<ArrayD<f64>, String> {
-    let views: Vec<ArrayViewD<'_, f64>> = inputs.iter().map(|a| a.view()).collect();
-    expr.eval(&views)
+    let rows = inputs.first().map(|a| a.shape().first().copied());
+    let per_step = inputs
+        .iter()
+        .all(|a| a.ndim() > 0 && Some(a.shape().first().copied()) == rows);
+    let columns: Vec<Column<'_>> = inputs
+        .iter()
+        .map(|a| {
+            if per_step {
+                Column {
+                    rank: a.ndim() - 1,
+                    cells: a
+                        .outer_iter()
+                        .map(|row: ArrayViewD<'_, f64>| Cell::Value(row))
+                        .collect(),
+                }
+            } else {
+                Column {
+                    rank: a.ndim(),
+                    cells: vec![Cell::Value(a.view())],
+                }
+            }
+        })
+        .collect();
+    let cells = match expr.root.evaluate(&columns)? {
+        Evaluated::Steps(cells) => cells,
+        Evaluated::Whole(a) => return Ok(a),
+    };
+    let mut rows = Vec::new();
+    for c in cells {
+        match c {
+            OutCell::Value(v) => rows.push(v),
+            OutCell::Failed(m) => return Err(m.to_string()),
+            OutCell::Absent => return Err("absent row".into()),
+        }
+    }
+    if !per_step {
+        return Ok(rows.remove(0));
+    }
+    let views: Vec<ArrayViewD<'_, f64>> = rows.iter().map(|r| r.view()).collect();
+    ndarray::stack(Axis(0), &views).map_err(|e| e.to_string())
 }
 
 fn run(src: &str, names: &[&str], params: &[(&str, f64)], inputs: &[&ArrayD<f64>]) -> ArrayD<f64> {
@@ -529,15 +572,15 @@ fn broadcasting_follows_numpy() {
         e,
         "operands could not be broadcast together with shapes (3,) (4,)"
     );
-    let e = eval(
-        &compile("lambda a, b: a / b", &["a", "b"], &[]),
+    // Inputs with one value per step broadcast within each step (numpy on the whole
+    // arrays would refuse (2, 3) against (2,)): each row of m divided by its step's value.
+    let out = run(
+        "lambda a, b: a / b",
+        &["a", "b"],
+        &[],
         &[&m, &nd(&[2], &[1.0, 2.0])],
-    )
-    .unwrap_err();
-    assert_eq!(
-        e,
-        "operands could not be broadcast together with shapes (2, 3) (2,)"
     );
+    assert_close(&out, &nd(&[2, 3], &[1.0, 2.0, 3.0, 2.0, 2.5, 3.0]));
 }
 
 // ---- params and defaults ----
@@ -964,8 +1007,13 @@ fn lambda_arguments_shadow_builtin_names() {
 #[test]
 fn eval_checks_the_number_of_inputs() {
     let expr = compile("lambda a, b: a + b", &["a", "b"], &[]);
-    let e = eval(&expr, &[&arr(&[1.0])]).unwrap_err();
-    assert_eq!(e, "expected 2 input array(s), got 1");
+    let a = arr(&[1.0]);
+    let one = Column {
+        rank: 0,
+        cells: a.outer_iter().map(Cell::Value).collect(),
+    };
+    let e = expr.eval_steps(&[one]).unwrap_err();
+    assert_eq!(e, "expected 2 input column(s), got 1");
 }
 
 #[test]
@@ -1231,4 +1279,177 @@ fn inputs_are_not_modified_and_results_are_owned() {
     assert_eq!(x, array![1.0, 2.0, 3.0].into_dyn());
     // a bare input round-trips unchanged
     assert_eq!(run("lambda x: x", &["x"], &[], &[&x]), x);
+}
+
+// ---- per-step semantics on ragged columns ----
+
+fn ragged(steps: &[ArrayD<f64>]) -> Vec<Cell<'_>> {
+    steps.iter().map(|a| Cell::Value(a.view())).collect()
+}
+
+fn values(cells: Vec<OutCell>) -> Vec<f64> {
+    cells
+        .into_iter()
+        .map(|c| match c {
+            OutCell::Value(a) => {
+                assert_eq!(a.ndim(), 0, "{a}");
+                a.iter().copied().next().unwrap()
+            }
+            OutCell::Failed(m) => panic!("failed: {m}"),
+            OutCell::Absent => f64::NAN,
+        })
+        .collect()
+}
+
+/// Per-cycle `[tau_on, tau_off]` of `n` cycles: tau_on = base + cycle.
+fn tau_step(n: usize, base: f64) -> ArrayD<f64> {
+    let v: Vec<f64> = (0..n).flat_map(|c| [base + c as f64, 0.5]).collect();
+    nd(&[n, 2], &v)
+}
+
+#[test]
+fn slices_and_reductions_apply_to_each_steps_own_cycles() {
+    // 12, 15 and 3 cycles: padding to 15 would put NaN into the first step's last ten.
+    let steps = [tau_step(12, 100.0), tau_step(15, 200.0), tau_step(3, 300.0)];
+    let src = "lambda tau: (np.nanmean(tau[:, :10, 0], axis=1) - np.nanmean(tau[:, -10:, 0], axis=1)) / (np.nanmean(tau[:, :10, 0], axis=1) + 1e-10)";
+    let expr = compile(src, &["tau"], &[]);
+    let got = values(
+        expr.eval_steps(&[Column {
+            rank: 2,
+            cells: ragged(&steps),
+        }])
+        .unwrap(),
+    );
+    // [np.nanmean(t[:10, 0]) - np.nanmean(t[-10:, 0]) ...] for each step t.
+    let reference = |n: usize, base: f64| {
+        let on: Vec<f64> = (0..n).map(|c| base + c as f64).collect();
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+        let first = mean(&on[..n.min(10)]);
+        let last = mean(&on[n.saturating_sub(10)..]);
+        (first - last) / (first + 1e-10)
+    };
+    for (g, want) in got.iter().zip([
+        reference(12, 100.0),
+        reference(15, 200.0),
+        reference(3, 300.0),
+    ]) {
+        assert!((g - want).abs() < 1e-12, "{got:?}");
+    }
+    // The last cycle of each step, not padding.
+    let last = compile("lambda tau: tau[:, -1, 0]", &["tau"], &[]);
+    let got = values(
+        last.eval_steps(&[Column {
+            rank: 2,
+            cells: ragged(&steps),
+        }])
+        .unwrap(),
+    );
+    assert_eq!(got, vec![111.0, 214.0, 302.0]);
+}
+
+#[test]
+fn absent_rows_are_padding_and_failed_rows_are_nan() {
+    let a = [arr0(1.0).into_dyn(), arr0(3.0).into_dyn()];
+    fn column(cells: Vec<Cell<'_>>) -> Column<'_> {
+        Column { rank: 0, cells }
+    }
+    let cells = vec![
+        Cell::Value(a[0].view()),
+        Cell::Absent,
+        Cell::Value(a[1].view()),
+    ];
+    // An absent row stays absent and is not seen by the mean.
+    let z = compile("lambda x: x - x.mean()", &["x"], &[]);
+    let out = z.eval_steps(&[column(cells.clone())]).unwrap();
+    assert_eq!(out[1], OutCell::Absent);
+    assert_eq!(out[0], OutCell::Value(arr0(-1.0).into_dyn()));
+    // A failed row is NaN to numpy's reductions and fails itself.
+    let cells = vec![
+        Cell::Value(a[0].view()),
+        Cell::Failed("input 'x' failed at this step".into()),
+        Cell::Value(a[1].view()),
+    ];
+    let out = z.eval_steps(&[column(cells.clone())]).unwrap();
+    assert!(matches!(&out[1], OutCell::Failed(m) if m.contains("failed")));
+    assert!(matches!(&out[0], OutCell::Value(v) if v.iter().all(|x| x.is_nan())));
+    let nan_mean = compile("lambda x: x - np.nanmean(x)", &["x"], &[]);
+    let out = nan_mean.eval_steps(&[column(cells)]).unwrap();
+    assert_eq!(out[2], OutCell::Value(arr0(1.0).into_dyn()));
+}
+
+#[test]
+fn a_reduction_across_ragged_steps_uses_the_steps_that_have_each_position() {
+    let steps = [arr(&[1.0, 2.0, 3.0]), arr(&[5.0])];
+    let expr = compile("lambda c: c - np.mean(c, axis=0)", &["c"], &[]);
+    // Mean over steps per position: [3, 2, 3]; each step minus its own length's prefix.
+    let out = expr
+        .eval_steps(&[Column {
+            rank: 1,
+            cells: ragged(&steps),
+        }])
+        .unwrap();
+    assert_eq!(out[0], OutCell::Value(arr(&[-2.0, 0.0, 0.0])));
+    // numpy: shape (1,) minus shape (3,) broadcasts to (3,).
+    assert_eq!(out[1], OutCell::Value(arr(&[2.0, 3.0, 2.0])));
+    // Indexing across steps needs equal shapes, and says so.
+    let across = compile("lambda c: c[0] + c[:, 0]", &["c"], &[]);
+    let e = across
+        .eval_steps(&[Column {
+            rank: 1,
+            cells: ragged(&steps),
+        }])
+        .unwrap_err();
+    assert!(e.contains("same shape"), "{e}");
+}
+
+#[test]
+fn an_index_past_a_steps_end_fails_that_step_only() {
+    let steps = [arr(&[1.0, 2.0, 3.0]), arr(&[])];
+    let expr = compile("lambda c: c[:, -1]", &["c"], &[]);
+    let out = expr
+        .eval_steps(&[Column {
+            rank: 1,
+            cells: ragged(&steps),
+        }])
+        .unwrap();
+    assert_eq!(out[0], OutCell::Value(arr0(3.0).into_dyn()));
+    assert!(matches!(&out[1], OutCell::Failed(m) if m.contains("out of bounds")));
+}
+
+#[test]
+fn static_shapes_decide_the_layout_and_catch_errors_before_any_data() {
+    use super::Extent::{Dyn, Fixed};
+    let shape = |src: &str, inputs: &[Vec<super::Extent>]| {
+        let names: Vec<String> = (0..inputs.len()).map(|i| format!("x{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        compile(src, &names, &[]).per_step_shape(inputs)
+    };
+    let tau = vec![Dyn, Fixed(2)];
+    assert_eq!(
+        shape("lambda t: t[:, :, 0]", std::slice::from_ref(&tau)),
+        Ok(vec![Dyn])
+    );
+    assert_eq!(
+        shape(
+            "lambda t: np.nanmean(t[:, :, 1], axis=1)",
+            std::slice::from_ref(&tau)
+        ),
+        Ok(vec![])
+    );
+    assert_eq!(
+        shape("lambda t: t[:, -10:]", std::slice::from_ref(&tau)),
+        Ok(vec![Dyn, Fixed(2)])
+    );
+    assert_eq!(
+        shape("lambda g: (g - g.mean()) / g.std()", &[vec![]]),
+        Ok(vec![])
+    );
+    let e = shape("lambda t: t[:, :, 2]", std::slice::from_ref(&tau)).unwrap_err();
+    assert!(e.contains("out of bounds"), "{e}");
+    let e = shape("lambda t: np.mean(t, axis=3)", std::slice::from_ref(&tau)).unwrap_err();
+    assert!(e.contains("axis 3"), "{e}");
+    let e = shape("lambda g: g.mean()", &[vec![]]).unwrap_err();
+    assert!(e.contains("whole experiment"), "{e}");
+    let e = shape("lambda a, b: a + b", &[vec![Fixed(2)], vec![Fixed(3)]]).unwrap_err();
+    assert!(e.contains("broadcast"), "{e}");
 }
