@@ -124,33 +124,50 @@ impl Sweep {
     }
 }
 
-/// Index of the first element that no later element beats under `better`.
+/// Index of the first element that no later element beats under `better`; NaN elements
+/// (derivatives over a zero gate-voltage step) are skipped unless all are NaN.
 fn first_extremum(values: impl Iterator<Item = f64>, better: impl Fn(f64, f64) -> bool) -> usize {
-    let mut best = (0, f64::NAN);
+    let mut best: Option<(usize, f64)> = None;
     for (i, v) in values.enumerate() {
-        if i == 0 || better(v, best.1) {
-            best = (i, v);
+        if v.is_nan() {
+            continue;
+        }
+        if best.is_none_or(|(_, b)| better(v, b)) {
+            best = Some((i, v));
         }
     }
-    best.0
+    best.map_or(0, |(i, _)| i)
 }
 
 /// The predecessor's derivative: one-sided slopes at the ends, the mean of the two
-/// adjacent slopes inside, with |dx| < 1e-12 replaced by +1e-12. The operation order
-/// is kept so results are bit-identical.
+/// adjacent slopes inside, in its operation order so results are bit-identical. Where
+/// two neighbouring samples have the same gate voltage (|dVg| < 1e-12: the turning point
+/// measured twice, which a shortened sweep puts inside one half) the predecessor divided
+/// by 1e-12 and reported a transconductance of ~1e6 S; here that slope does not exist:
+/// an inner point takes its other slope, and a point with none is NaN (never an extremum).
 fn derivative(f: &[f64], x: &[f64]) -> Vec<f64> {
     let n = f.len();
     if n < 2 {
         return vec![0.0; n];
     }
-    let clamp = |dx: f64| if dx.abs() < 1e-12 { 1e-12 } else { dx };
-    let slope = |i: usize| (f[i + 1] - f[i]) / clamp(x[i + 1] - x[i]);
+    let slope = |i: usize| {
+        let dx = x[i + 1] - x[i];
+        if dx.abs() < 1e-12 {
+            f64::NAN
+        } else {
+            (f[i + 1] - f[i]) / dx
+        }
+    };
     let mut d = Vec::with_capacity(n);
     d.push(slope(0));
     let mut left = slope(0);
     for i in 1..n - 1 {
         let right = slope(i);
-        d.push((left + right) / 2.0);
+        d.push(match (left.is_nan(), right.is_nan()) {
+            (false, false) => (left + right) / 2.0,
+            (true, _) => right,
+            (false, true) => left,
+        });
         left = right;
     }
     d.push(slope(n - 2));
@@ -172,10 +189,20 @@ mod tests {
     }
 
     #[test]
-    fn derivative_clamps_tiny_steps_to_positive() {
+    fn a_zero_gate_step_has_no_slope() {
         let d = derivative(&[0.0, 1.0, 3.0], &[0.0, -1e-13, 1.0]);
-        assert_eq!(d[0], 1.0 / 1e-12);
+        assert!(d[0].is_nan());
+        assert_eq!(d[1], 2.0 / (1.0 + 1e-13));
         assert_eq!(d[2], 2.0 / (1.0 + 1e-13));
+        // A shortened sweep whose reverse half starts with the turning point measured
+        // twice: the transconductance is that of the real slopes, not dI / 1e-12.
+        let s = Sweep::new(
+            &[0.0, 0.1, 0.2, 0.3, 0.3, 0.2],
+            &[1.0, 2.0, 4.0, 8.0, 8.5, 4.0],
+        )
+        .unwrap();
+        let gm = s.abs_gm_max(Segment::Reverse);
+        assert!(gm.value < 100.0, "{gm:?}");
     }
 
     #[test]

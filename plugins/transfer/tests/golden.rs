@@ -62,6 +62,11 @@ const BATCH_FAILURES: &[&str] = &[
     "tr_empty_list",
 ];
 
+/// Golden cases whose values come from a slope over a zero gate-voltage step, which we
+/// deliberately do not compute (see `sweep::derivative`).
+/// Where no two samples differ in gate voltage (`tr_flat_vg`) there is no slope: NaN.
+const ZERO_STEP_DEPARTURES: &[&str] = &["tr_tiny_negative_dx", "tr_repeated_vg", "tr_flat_vg"];
+
 #[test]
 fn every_golden_transfer_result_matches() {
     let dir = shared_dir().join("golden/transfer_transient");
@@ -99,6 +104,35 @@ fn every_golden_transfer_result_matches() {
                     };
                     let got =
                         run(extractor, params, vg, id).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    if ZERO_STEP_DEPARTURES.contains(&name.as_str()) {
+                        // The predecessor divided by 1e-12 here (gm of thousands of S from
+                        // samples at the same gate voltage); we never use a slope over a
+                        // zero gate step, so gm is at most the steepest real slope and every
+                        // reported gate voltage is one of the sweep's.
+                        let steepest = vg
+                            .windows(2)
+                            .zip(id.windows(2))
+                            .filter(|(v, _)| (v[1] - v[0]).abs() >= 1e-12)
+                            .map(|(v, i)| ((i[1] - i[0]) / (v[1] - v[0])).abs())
+                            .fold(0.0, f64::max);
+                        let (lo, hi) = vg
+                            .iter()
+                            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                        for v in got.data.iter() {
+                            let ok = match extractor {
+                                "transfer.gm_max" => {
+                                    (v.is_nan() && steepest == 0.0) || *v <= steepest * 1.000_001
+                                }
+                                "transfer.Von" => *v >= lo - 1e-6 && *v <= hi + 1e-6,
+                                _ => true,
+                            };
+                            assert!(
+                                ok,
+                                "{what}: {v} (golden {want:?}, steepest real slope {steepest})"
+                            );
+                        }
+                        continue;
+                    }
                     assert_close(&got.data, &want, &what);
                 }
                 checked += 1;
