@@ -140,8 +140,11 @@ def cmd_autotau(a):
 def _read_dir(d):
     import pandas as pd
     res = {}
-    for f in sorted(glob.glob(os.path.join(d, "*.parquet"))):
-        key = "-".join(os.path.basename(f).split("-")[:2])
+    # oect writes OUT/<config>/<chip>-<device>-... with the chip's leading '#' dropped;
+    # the predecessor OUT/#<chip>-<device>-...
+    files = glob.glob(os.path.join(d, "*.parquet")) + glob.glob(os.path.join(d, "*", "*.parquet"))
+    for f in sorted(files):
+        key = "-".join(os.path.basename(f).split("-")[:2]).lstrip("#")
         res[key] = pd.read_parquet(f)
     return res
 

@@ -182,7 +182,7 @@ if want autotau; then
     if [[ $pred_tau_ok == 1 ]]; then
       p_step=$(jget 'sum(s["wall_s"] for s in d["steps"]) / len(d["steps"])' <"$RES/pred_tau.json")
       "$PY" "$HERE/predecessor.py" compare-tau --npz "$RES/pred_tau.npz" \
-        --parquet "$(ls "$RES/out_oect_tau_${solver}_predfile"/*.parquet | head -1)" >"$RES/compare_tau_$solver.json"
+        --parquet "$(ls "$RES/out_oect_tau_${solver}_predfile"/*/*.parquet | head -1)" >"$RES/compare_tau_$solver.json"
       agree=$(jget '"tau within 5%: " + ", ".join("%.0f%%" % (100 * s.get("frac_within_rtol", 0)) for s in d["steps"])' <"$RES/compare_tau_$solver.json")
       row "AutoTau $solver, per step (pred: ${TAU_CYCLES}-cycle step; oect: 100-cycle steps)" "$p_step" "$o_step" "$(ratio "$p_step" "$o_step")" "$([[ $solver == robust ]] && echo '>=500x' || echo '-')" "$agree" "pred per-step time is for a ${TAU_CYCLES}-cycle step"
     else

@@ -111,15 +111,26 @@ pub fn show(out: &Output) -> String {
     )
 }
 
-/// The `.parquet` files in `dir`, sorted.
+/// The non-hidden `.parquet` files in `dir` and its sub-folders (`oect run -o dir` writes
+/// one sub-folder per config), sorted.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-                .collect()
-        })
-        .unwrap_or_default();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if path.is_dir() {
+                walk(&path, out);
+            } else if !hidden && path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
     files.sort();
     files
 }

@@ -81,15 +81,26 @@ fn outputs(dir: &Path) -> BTreeMap<String, (usize, String)> {
         .collect()
 }
 
+/// Hidden temporary files in `dir` and its config sub-folders.
 fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
+    let mut found = Vec::new();
+    for d in std::iter::once(dir.to_path_buf()).chain(
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir()),
+    ) {
+        found.extend(
+            std::fs::read_dir(&d)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
-                .collect()
-        })
-        .unwrap_or_default()
+                .filter(|n| n.starts_with('.') && n.ends_with(".tmp")),
+        );
+    }
+    found
 }
 
 /// A PID that no process has: a child that has exited and been reaped.
@@ -451,12 +462,12 @@ fn killed_runs_leave_only_whole_files_and_a_rerun_completes_the_batch() {
     }
     // A writer killed mid-file leaves a temp file; the next run removes it.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let stale = out.join(format!(
-        ".X-1-both-feat_20260101-000000_00000000.parquet.{}.{}.tmp",
+    let stale = out.join("both").join(format!(
+        ".X-1-t-feat_20260101-000000_00000000.parquet.{}.{}.tmp",
         host.trim(),
         dead_pid()
     ));
-    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
     std::fs::write(&stale, b"PAR1 partial").unwrap();
     let o = oect(&args);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
@@ -583,7 +594,7 @@ fn stale_outputs_are_recomputed_only_when_source_config_or_plugins_changed() {
     // A plugin version change changes hash8 (it covers every used plugin's name and
     // version); an output under another hash8 is what such a run finds.
     let name = after_config.file_name().unwrap().to_str().unwrap();
-    let other = out.join(format!(
+    let other = after_config.with_file_name(format!(
         "{}_0badc0de.parquet",
         &name[..name.rfind('_').unwrap()]
     ));
@@ -604,11 +615,15 @@ fn an_unwritable_output_folder_fails_naming_the_path() {
     std::fs::write(&blocker, "not a folder").unwrap();
     let out = blocker.join("out");
     let o = run_config(&data, "v2_quick_analysis", &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
+    // Found before any file is read: a usage error.
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stdout.contains(&format!("{}: cannot create output folder", out.display())),
-        "{stdout}"
+        stderr.contains(&format!(
+            "{}: cannot create output folder",
+            out.join("v2_quick_analysis").display()
+        )),
+        "{stderr}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -55,7 +55,13 @@ fn basic_config_writes_one_file_per_experiment_then_skips_then_forces() {
     assert_eq!(
         names,
         [
+            "chip_id",
+            "device_id",
+            "test_id",
             "step_index",
+            "loop_iteration",
+            "start_time",
+            "elapsed_s",
             "gm_max_forward",
             "gm_max_reverse",
             "Von_forward",
@@ -74,11 +80,12 @@ fn basic_config_writes_one_file_per_experiment_then_skips_then_forces() {
         .unwrap()
         .iter()
         .any(|p| p["name"] == "oect-transfer"));
+    assert_eq!(outputs[0].parent().unwrap(), out.join("v2_transfer_basic"));
     assert!(outputs[0]
         .file_name()
         .unwrap()
         .to_string_lossy()
-        .contains("-v2_transfer_basic-feat_"));
+        .starts_with("SYN0001-1-test_"));
 
     let second = run(&[]);
     assert!(
@@ -291,7 +298,7 @@ fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("1 failed steps, 1 values with NaN/inf"),
+        stdout.contains("1 failed steps, 0 steps without a fit, 1 values with NaN/inf"),
         "{stdout}"
     );
     assert!(
