@@ -317,7 +317,7 @@ fn temp_writer(name: &str) -> Option<(&str, u32)> {
 }
 
 /// The `PANDAS_ATTRS` text of a Parquet file.
-pub fn read_attrs_text(path: &Path) -> Result<String, String> {
+fn read_attrs_text(path: &Path) -> Result<String, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
     let kv = reader.metadata().file_metadata().key_value_metadata();
