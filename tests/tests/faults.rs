@@ -315,6 +315,115 @@ fn bad_input_files_fail_alone_with_one_line_naming_file_and_problem() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The committed damaged files of `host/tests/data/damaged` (one bit flipped in the chunk
+/// index): HDF5 1.10 and h5py read them without an error and give zeros or garbage for
+/// steps 5–8. oect fails exactly those experiments, naming the file and the chunk, writes
+/// the others, and exits 1, in both modes. A chunk whose checksum fails is handed to HDF5,
+/// which reports it, and the JSON summary counts that fallback.
+#[test]
+fn a_damaged_chunk_index_fails_the_experiment_instead_of_writing_wrong_values() {
+    let dir = scratch("faults-index");
+    let damaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/tests/data/damaged");
+    let cases = [
+        (
+            "transfer-index-key-offset.h5",
+            "the chunk index has 2 entries, but only 1 of them are where the dataset's 2 chunks are",
+        ),
+        (
+            "transfer-index-filter-mask.h5",
+            "the chunk at [5, 0, 0] is marked as stored without its Shuffle filter",
+        ),
+    ];
+    let summary = |o: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}\n{}", show(o)))
+    };
+    for (name, problem) in cases {
+        let data = dir.join(name).with_extension("");
+        // Another chip than the damaged file's #SYN0001, which would be a duplicate.
+        generate(
+            &data,
+            &[
+                "--experiments",
+                "2",
+                "--steps",
+                "8",
+                "--points",
+                "100",
+                "--chip-prefix",
+                "#OK",
+            ],
+        );
+        let bad = data.join(name);
+        std::fs::copy(damaged.join(name), &bad).unwrap();
+        for mode in ["step", "experiment"] {
+            let out = dir.join(format!("out-{name}-{mode}"));
+            let o = run_config(
+                &data,
+                "v2_transfer_basic",
+                &out,
+                &["--mode", mode, "--json"],
+            );
+            assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+            let s = summary(&o);
+            let experiments = s["experiments"].as_array().unwrap();
+            let failed: Vec<&serde_json::Value> = experiments
+                .iter()
+                .filter(|e| e["status"] == "failed")
+                .collect();
+            assert_eq!(failed.len(), 1, "{s}");
+            assert_eq!(failed[0]["input"], bad.display().to_string(), "{s}");
+            let reason = failed[0]["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("reading transfer steps") && reason.contains(problem),
+                "{reason}"
+            );
+            let written = experiments.iter().filter(|e| e["status"] == "written");
+            assert_eq!(written.count(), experiments.len() - 1, "{s}");
+            assert_eq!(parquet_files(&out).len(), experiments.len() - 1);
+            assert_eq!(s["read_fallbacks"], 0, "{s}");
+        }
+        // The text summary names the file.
+        let o = run_config(&data, "v2_transfer_basic", &dir.join("text"), &["--force"]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains(&format!("FAILED {}: ", bad.display())) && stdout.contains(problem),
+            "{stdout}"
+        );
+    }
+
+    // A damaged chunk body: the direct reader's checksum fails, HDF5 reads it again, fails
+    // too, and says so; one read fell back.
+    let data = dir.join("checksum");
+    let files = generate(
+        &data,
+        &["--steps", "8", "--points", "100", "--transfer-only"],
+    );
+    let info = hdf5::File::open(&files[0])
+        .unwrap()
+        .dataset("transfer/measurement_data")
+        .unwrap()
+        .chunk_info(0)
+        .unwrap();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[(info.addr + info.size / 2) as usize] ^= 0x10;
+    std::fs::write(&files[0], bytes).unwrap();
+    let o = run_config(
+        &data,
+        "v2_transfer_basic",
+        &dir.join("checksum-out"),
+        &["--json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let s = summary(&o);
+    let reason = s["experiments"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("Fletcher32") && reason.contains("the chunk at [0, 0, 0]"),
+        "{reason}"
+    );
+    assert_eq!(s["read_fallbacks"], 1, "{s}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn an_empty_folder_is_a_usage_error() {
     let dir = scratch("faults-empty");

@@ -195,6 +195,12 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
             t.read, t.extract, t.write
         );
     }
+    if s.read_fallbacks > 0 {
+        println!(
+            "{} step reads were done by the HDF5 library instead of the parallel chunk reader (slower, same values)",
+            s.read_fallbacks
+        );
+    }
     for o in &s.experiments {
         match o {
             Outcome::Failed { input, reason } => {

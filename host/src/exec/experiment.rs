@@ -49,10 +49,7 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                 let input = prep.exp.path.clone();
                 return Outcome::Interrupted { input };
             }
-            let block = ctx.timed(Phase::Read, || {
-                super::read_block(&prep.exp, source, range.clone())
-            });
-            let block = match block {
+            let block = match ctx.read_block(&prep.exp, source, range.clone()) {
                 Ok(b) => b,
                 Err(e) => {
                     return Outcome::Failed {

@@ -21,7 +21,7 @@ pub mod table;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -136,6 +136,10 @@ pub struct Summary {
     pub tasks: usize,
     pub seconds: f64,
     pub time_split: TimeSplit,
+    /// Step reads that the HDF5 library did itself instead of the parallel chunk reader:
+    /// storage that reader does not decode, or a chunk it gave up on (HDF5 then reports any
+    /// damage). Each is slower, not different: the values are the same.
+    pub read_fallbacks: usize,
     /// The run was stopped by a signal before every experiment was done.
     pub interrupted: bool,
 }
@@ -170,6 +174,8 @@ struct Ctx {
     tasks: std::sync::atomic::AtomicUsize,
     /// Nanoseconds spent per phase, summed over threads.
     phase_ns: [AtomicU64; 3],
+    /// Step reads done by HDF5 instead of the parallel chunk reader.
+    read_fallbacks: AtomicUsize,
 }
 
 /// Where a run spends its time; see [`TimeSplit`].
@@ -250,15 +256,24 @@ fn chunk_ranges(
         .collect()
 }
 
-/// Steps `range` of one data source.
-fn read_block(
-    exp: &Experiment,
-    source: Source,
-    range: Range<usize>,
-) -> Result<StepBlock, SourceError> {
-    match source {
-        Source::Transfer => exp.read_transfer(range),
-        Source::Transient => exp.read_transient(range),
+impl Ctx {
+    /// Steps `range` of one data source, timed as reading; counts the reads HDF5 did
+    /// instead of the parallel chunk reader. Both schedulers read an experiment from one
+    /// thread at a time, so the difference of its counter is this read's.
+    fn read_block(
+        &self,
+        exp: &Experiment,
+        source: Source,
+        range: Range<usize>,
+    ) -> Result<StepBlock, SourceError> {
+        let before = exp.read_fallbacks();
+        let block = self.timed(Phase::Read, || match source {
+            Source::Transfer => exp.read_transfer(range),
+            Source::Transient => exp.read_transient(range),
+        });
+        let fallbacks = exp.read_fallbacks().saturating_sub(before);
+        self.read_fallbacks.fetch_add(fallbacks, Ordering::Relaxed);
+        block
     }
 }
 
@@ -492,6 +507,7 @@ pub fn run(
         claimed: Mutex::new(HashMap::new()),
         tasks: std::sync::atomic::AtomicUsize::new(0),
         phase_ns: Default::default(),
+        read_fallbacks: AtomicUsize::new(0),
     });
     let mut outcomes = match opts.mode {
         Mode::Step => step::run(&ctx, inputs, &bar),
@@ -515,6 +531,7 @@ pub fn run(
         tasks: ctx.tasks.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
         time_split: ctx.time_split(),
+        read_fallbacks: ctx.read_fallbacks.load(Ordering::Relaxed),
         interrupted: outcomes_interrupted,
     }
 }

@@ -133,9 +133,7 @@ fn read_experiment(
                 .send(())
                 .map_err(|_| Some("run stopped".to_string()))?;
             let block = ctx
-                .timed(Phase::Read, || {
-                    super::read_block(&prep.exp, source, range.clone())
-                })
+                .read_block(&prep.exp, source, range.clone())
                 .map_err(|e| Some(e.message))?;
             let data = Arc::new(Chunk {
                 block,

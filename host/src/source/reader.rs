@@ -314,6 +314,16 @@ impl Experiment {
         Ok(block)
     }
 
+    /// Step reads so far that the HDF5 library did itself instead of the parallel chunk
+    /// reader (storage it does not decode, or a chunk it gave up on).
+    pub fn read_fallbacks(&self) -> usize {
+        [&self.transfer_data, &self.transient_data]
+            .into_iter()
+            .flatten()
+            .map(Measurement::fallbacks)
+            .sum()
+    }
+
     /// Period and sample rate of transient step `step` from its recorded settings (see
     /// [`steps`](super::steps)), `None` when the file does not record them.
     pub fn transient_sampling(&self, step: usize) -> Option<Sampling> {

@@ -4,7 +4,7 @@ use hdf5::types::{FixedAscii, VarLenAscii, VarLenUnicode};
 use hdf5::{File, H5Type, Location};
 use serde_json::Value;
 
-use super::chunked::{ChunkedF64, Measurement, Slab};
+use super::chunked::{ChunkedF64, DirectError, Gaps, Measurement, Slab};
 use super::reader::FixedBytes;
 use super::*;
 
@@ -1155,8 +1155,8 @@ fn direct_chunk_reads_equal_the_library_reads() {
         let (shape, chunk) = (ds.shape(), ds.chunk().unwrap());
         let slabs = probe_slabs(&shape, &chunk);
         let got = direct
-            .read(&slabs)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            .read(&slabs, &Gaps::of(&ds))
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         for (slab, values) in slabs.iter().zip(got) {
             let r = |d: usize| slab.start[d]..slab.start[d] + slab.count[d];
             let expected = if slab.count.contains(&0) {
@@ -1203,17 +1203,28 @@ fn datasets_the_direct_path_does_not_decode_are_left_to_hdf5() {
         .with_data(&data)
         .create("plain")
         .unwrap();
+    let shuffled = file
+        .new_dataset_builder()
+        .chunk((2, 7))
+        .shuffle()
+        .with_data(&data)
+        .create("shuffled")
+        .unwrap();
     assert!(ChunkedF64::new(&contiguous).is_none());
     assert!(ChunkedF64::new(&single).is_none());
     assert!(ChunkedF64::new(&scaled).is_none());
-    // Chunked without filters is decoded (edge chunks of a 3 x 50 set with 2 x 7 chunks).
+    // Without filters there is nothing to decode (and HDF5 would not report the stored
+    // size of an index entry, see `stored_size`).
+    assert!(ChunkedF64::new(&plain).is_none());
+    // Any of the converter's filters is decoded (edge chunks of a 3 x 50 set with 2 x 7
+    // chunks).
     let slab = Slab {
         start: vec![1, 3],
         count: vec![2, 47],
     };
-    let got = ChunkedF64::new(&plain)
+    let got = ChunkedF64::new(&shuffled)
         .unwrap()
-        .read(std::slice::from_ref(&slab))
+        .read(std::slice::from_ref(&slab), &Gaps::of(&shuffled))
         .unwrap();
     let expected: Vec<f64> = data
         .slice(ndarray::s![1..3, 3..50])
@@ -1221,13 +1232,17 @@ fn datasets_the_direct_path_does_not_decode_are_left_to_hdf5() {
         .copied()
         .collect();
     assert_eq!(got, vec![expected.clone()]);
-    // The reader's entry reads the others through HDF5, with the same slab semantics.
+    // The reader's entry reads the others through HDF5, with the same slab semantics, and
+    // counts those reads.
     for ds in [contiguous, single, plain] {
-        let got = Measurement::new(ds)
-            .read(std::slice::from_ref(&slab))
-            .unwrap();
+        let measurement = Measurement::new(ds);
+        let got = measurement.read(std::slice::from_ref(&slab)).unwrap();
         assert_eq!(got, vec![expected.clone()]);
+        assert_eq!(measurement.fallbacks(), 1);
     }
+    let measurement = Measurement::new(shuffled);
+    measurement.read(std::slice::from_ref(&slab)).unwrap();
+    assert_eq!(measurement.fallbacks(), 0);
     let lossy = Measurement::new(scaled.clone()).read(&[slab]).unwrap();
     let by_hdf5 = scaled
         .read_slice::<f64, _, ndarray::Ix2>((1..3, 3..50))
@@ -1265,19 +1280,252 @@ fn a_damaged_chunk_is_refused_and_hdf5_reports_it() {
         .unwrap();
     let err = ChunkedF64::new(&ds)
         .unwrap()
-        .read(&[Slab {
-            start: vec![0, 0],
-            count: vec![1, 10],
-        }])
+        .read(
+            &[Slab {
+                start: vec![0, 0],
+                count: vec![1, 10],
+            }],
+            &Gaps::of(&ds),
+        )
         .unwrap_err();
+    let DirectError::Unsupported(err) = err else {
+        panic!("{err:?} is not left to HDF5");
+    };
     assert!(
-        err.contains("fletcher32") || err.contains("inflate"),
+        err.contains("the chunk at [0, 0]")
+            && (err.contains("fletcher32") || err.contains("inflate")),
         "{err}"
     );
-    // The reader falls back to HDF5, whose own check names the problem.
+    // The reader falls back to HDF5, whose own check names the problem; the message says
+    // which chunk, and the fallback is counted.
     let exp = Experiment::open(&g.path).unwrap();
     let err = exp.read_transient(0..1).unwrap_err();
+    assert_eq!(exp.read_fallbacks(), 1);
+    let text = err.to_string();
+    assert!(text.contains("the chunk at [0, 0]"), "{text}");
     assert_error(err, &g.path, "reading transient steps 0..1");
+}
+
+/// Transfer steps `range` as HDF5 itself reads them (NaN padding kept), C order.
+fn hdf5_transfer(path: &Path, range: std::ops::Range<usize>) -> Vec<f64> {
+    let ds = File::open(path)
+        .unwrap()
+        .dataset("transfer/measurement_data")
+        .unwrap();
+    ds.read_slice::<f64, _, ndarray::Ix3>((range, .., ..))
+        .unwrap()
+        .into_raw_vec_and_offset()
+        .0
+}
+
+/// The committed regression inputs (see `tests/data/damaged/README.md`): HDF5 reads wrong
+/// values for steps 5–8 without an error; the reader refuses them and reads the intact
+/// chunk as before.
+#[test]
+fn a_damaged_chunk_index_is_an_error_not_fill_values() {
+    let dir = data_dir().join("damaged");
+    let key = dir.join("transfer-index-key-offset.h5");
+    let mask = dir.join("transfer-index-filter-mask.h5");
+    // What HDF5 (and so h5py) makes of them.
+    let zeros = hdf5_transfer(&key, 5..9);
+    assert!(zeros.iter().all(|&v| v == 0.0), "{zeros:?}");
+    let garbage = hdf5_transfer(&mask, 5..9);
+    assert!(garbage.iter().any(|v| v.abs() > 1e100), "{garbage:?}");
+    let intact = hdf5_transfer(&key, 0..5);
+    assert_eq!(intact, hdf5_transfer(&mask, 0..5));
+
+    // The moved key: the index no longer answers for every chunk, so none of its reads is
+    // trusted.
+    let exp = Experiment::open(&key).unwrap();
+    for range in [0..9, 0..5, 4..6, 8..9] {
+        let err = exp.read_transfer(range.clone()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("the chunk index has 2 entries, but only 1 of them are where the dataset's 2 chunks are"),
+            "{text}"
+        );
+        assert_error(err, &key, &format!("reading transfer steps {range:?}"));
+    }
+    // The filter mask: the intact chunk reads as before, the other is refused.
+    let exp = Experiment::open(&mask).unwrap();
+    let first = exp.read_transfer(0..5).unwrap();
+    let kept = intact.iter().filter(|v| !v.is_nan()).count();
+    assert_eq!(first.x.len() + first.y.len(), kept);
+    for range in [0..9, 4..6, 8..9] {
+        let err = exp.read_transfer(range.clone()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("the chunk at [5, 0, 0] is marked as stored without its Shuffle filter"),
+            "{text}"
+        );
+        assert_error(err, &mask, &format!("reading transfer steps {range:?}"));
+    }
+    // Both refused outright: HDF5 would not notice, so it is not asked.
+    assert_eq!(exp.read_fallbacks(), 0);
+}
+
+/// The v1 B-tree node that indexes `ds`'s chunks: the `TREE` node of raw-data type whose
+/// children are exactly the dataset's chunks. Returns the byte range of its keys.
+fn chunk_index_keys(bytes: &[u8], ds: &hdf5::Dataset) -> Vec<std::ops::Range<usize>> {
+    let n = ds.num_chunks().unwrap();
+    let mut chunks: Vec<u64> = (0..n).map(|i| ds.chunk_info(i).unwrap().addr).collect();
+    chunks.sort_unstable();
+    let key_len = 8 + 8 * (ds.ndim() + 1);
+    let u64_at = |p: usize| u64::from_le_bytes(bytes[p..p + 8].try_into().unwrap());
+    let mut found = Vec::new();
+    for p in (0..bytes.len().saturating_sub(24)).filter(|&p| &bytes[p..p + 4] == b"TREE") {
+        let (kind, level) = (bytes[p + 4], bytes[p + 5]);
+        let used = u16::from_le_bytes([bytes[p + 6], bytes[p + 7]]) as usize;
+        let end = p + 24 + used * (key_len + 8) + key_len;
+        if kind != 1 || level != 0 || used != n || end > bytes.len() {
+            continue;
+        }
+        let mut children: Vec<u64> = (0..used)
+            .map(|i| u64_at(p + 24 + i * (key_len + 8) + key_len))
+            .collect();
+        children.sort_unstable();
+        if children == chunks {
+            found.extend((0..=used).map(|i| {
+                let k = p + 24 + i * (key_len + 8);
+                k..k + key_len
+            }));
+        }
+    }
+    assert!(!found.is_empty(), "no chunk index found");
+    found
+}
+
+/// Every single-bit flip in the chunk index keys (stored sizes, filter masks, chunk
+/// offsets) of both measurement datasets of a small file: the reader either gives exactly
+/// the undamaged values or refuses the read. HDF5 1.10 alone reads most of these files
+/// without an error and gives zeros or garbage for some steps.
+#[test]
+fn bit_flips_in_the_chunk_index_never_change_the_values() {
+    let dir = TempDir::new("index-flips");
+    // Transfer 9 x 2 x 100 in two chunks, transient 3 x 4000 in twelve.
+    let spec = SynthSpec {
+        n_steps: 8,
+        n_cycles: 2,
+        transfer_points: Some(100),
+        final_transfer: true,
+        seed: 5,
+        ..Default::default()
+    };
+    let g = &generate(&spec, &dir.0).unwrap()[0];
+    let original = std::fs::read(&g.path).unwrap();
+    const DATASETS: [&str; 2] = ["transfer/measurement_data", "transient/measurement_data"];
+    // Every value of both datasets, as the reader gives them (bits, so NaN compares).
+    let read_all = |path: &Path| -> Result<Vec<Vec<u64>>, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let mut values = Vec::new();
+        for name in DATASETS {
+            let ds = file.dataset(name).map_err(|e| e.to_string())?;
+            let whole = Slab {
+                start: vec![0; ds.ndim()],
+                count: ds.shape(),
+            };
+            let read = Measurement::new(ds).read(&[whole])?;
+            values.push(read[0].iter().map(|v| v.to_bits()).collect());
+        }
+        Ok(values)
+    };
+    let truth = read_all(&g.path).unwrap();
+    let file = File::open(&g.path).unwrap();
+    let mut keys = Vec::new();
+    for name in DATASETS {
+        let ds = file.dataset(name).unwrap();
+        assert!(ds.num_chunks().unwrap() >= 2, "{name}: one chunk only");
+        keys.extend(chunk_index_keys(&original, &ds));
+    }
+    drop(file);
+
+    // One copy, each flip written into it and undone again (HDF5 closes the file in
+    // between: no handle outlives `read_all`).
+    let damaged = dir.0.join("damaged.h5");
+    std::fs::write(&damaged, &original).unwrap();
+    let copy = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&damaged)
+        .unwrap();
+    let put = |byte: usize, value: u8| {
+        std::os::unix::fs::FileExt::write_all_at(&copy, &[value], byte as u64).unwrap()
+    };
+    let (mut same, mut refused) = (0, 0);
+    for byte in keys.into_iter().flatten() {
+        for bit in 0..8 {
+            put(byte, original[byte] ^ (1 << bit));
+            match read_all(&damaged) {
+                Ok(values) => {
+                    assert!(values == truth, "byte {byte} bit {bit}: values changed");
+                    same += 1;
+                }
+                Err(_) => refused += 1,
+            }
+            put(byte, original[byte]);
+        }
+    }
+    // Most flips hit a chunk offset or size, which the reader must notice.
+    assert!(refused > same, "{refused} refused, {same} unchanged");
+}
+
+/// A chunk that was never written reads as NaN where the dataset's fill value is a
+/// user-defined NaN (the format's "no data"), through HDF5; with any other fill value it is
+/// an error, on the direct path and on HDF5's.
+#[test]
+fn unstored_chunks_are_nan_only_where_the_fill_value_is_nan() {
+    let dir = TempDir::new("gaps");
+    let file = File::create(dir.0.join("gaps.h5")).unwrap();
+    let data = ndarray::Array3::<f64>::from_shape_fn((6, 2, 10), |(s, r, p)| {
+        (s * 100 + r * 10 + p) as f64 * 1e-6
+    });
+    let written = data.slice(ndarray::s![0..2, .., ..]);
+    let full = Slab {
+        start: vec![0, 0, 0],
+        count: vec![6, 2, 10],
+    };
+    let first = Slab {
+        start: vec![0, 0, 0],
+        count: vec![2, 2, 10],
+    };
+    for (name, filtered, fill) in [
+        ("nan", true, Some(f64::NAN)),
+        ("default", true, None),
+        ("zero", true, Some(0.0)),
+        ("plain-default", false, None),
+    ] {
+        let mut builder = file
+            .new_dataset::<f64>()
+            .shape((6, 2, 10))
+            .chunk((2, 2, 10));
+        if filtered {
+            builder = builder.shuffle().deflate(4).fletcher32();
+        }
+        if let Some(v) = fill {
+            builder = builder.fill_value(v);
+        }
+        let ds = builder.create(name).unwrap();
+        ds.write_slice(&written, (0..2, .., ..)).unwrap();
+        assert_eq!(ds.num_chunks(), Some(1), "{name}");
+        let m = Measurement::new(ds);
+        if name == "nan" {
+            let got = m.read(std::slice::from_ref(&first)).unwrap();
+            assert_eq!(got[0], written.iter().copied().collect::<Vec<f64>>());
+            let values = m.read(std::slice::from_ref(&full)).unwrap();
+            assert_eq!(values[0][..40], got[0][..]);
+            assert!(values[0][40..].iter().all(|v| v.is_nan()));
+            assert_eq!(m.fallbacks(), 1, "the gap is read by HDF5");
+            continue;
+        }
+        // Refused as a whole, also where a read touches only the written chunk.
+        for slab in [&first, &full] {
+            let e = m.read(std::slice::from_ref(slab)).unwrap_err();
+            assert!(
+                e.contains("the chunk at [2, 0, 0] (and 1 more of the 3 chunks) is not stored")
+                    && e.contains("fill value 0"),
+                "{name}: {e}"
+            );
+        }
+    }
 }
 
 // ---- per-step records ------------------------------------------------------------------------
