@@ -18,6 +18,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::RunOptionArgs;
 use crate::config::FeatureConfig;
 use crate::sink::{
     file_part, parquet_files, read_meta, CollectedMeta, OutputMeta, Sink, ATTRS_KEY, FORMAT_VERSION,
@@ -125,6 +126,44 @@ pub fn incomplete_shards(states: &[(PathBuf, usize, State)]) -> Vec<usize> {
     shards.sort_unstable();
     shards.dedup();
     shards
+}
+
+/// `oect run` arguments that give each array task the options of `submit`: every one of
+/// [`RunOptionArgs`], in `--name=value` form (a value may start with `-`). Taken apart
+/// field by field, so that an option added to the struct does not compile until it is
+/// passed on here.
+pub(super) fn forward(options: &RunOptionArgs) -> Vec<String> {
+    let RunOptionArgs {
+        mode,
+        in_flight,
+        force,
+        chip_id,
+        device_id,
+        step_timeout,
+        json,
+    } = options;
+    let mode = clap::ValueEnum::to_possible_value(mode).expect("no skipped modes");
+    let mut args = vec![
+        format!("--mode={}", mode.get_name()),
+        format!("--in-flight={in_flight}"),
+    ];
+    if *force {
+        args.push("--force".into());
+    }
+    if let Some(chip) = chip_id {
+        args.push(format!("--chip-id={chip}"));
+    }
+    if let Some(device) = device_id {
+        args.push(format!("--device-id={device}"));
+    }
+    if let Some(seconds) = step_timeout {
+        // Display of f64 is the shortest text that parses back to the same value.
+        args.push(format!("--step-timeout={seconds}"));
+    }
+    if *json {
+        args.push("--json".into());
+    }
+    args
 }
 
 /// Options of the generated job array.

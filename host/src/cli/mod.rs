@@ -2,6 +2,8 @@
 
 mod batch;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,11 +123,13 @@ enum SlurmCommand {
 #[derive(Args)]
 struct SubmitArgs {
     #[command(flatten)]
-    status: StatusArgs,
-    #[arg(long, value_enum, default_value_t = Mode::Step)]
-    mode: Mode,
-    #[arg(long)]
-    force: bool,
+    batch: BatchArgs,
+    /// Number of shards the batch is split into (one array task each).
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// Run options, passed on to every array task.
+    #[command(flatten)]
+    options: RunOptionArgs,
     #[arg(long)]
     partition: Option<String>,
     /// Time limit per task, in Slurm's format (e.g. 02:00:00).
@@ -170,12 +174,24 @@ enum ConfigsCommand {
 struct RunArgs {
     #[command(flatten)]
     batch: BatchArgs,
-    #[arg(long, value_enum, default_value_t = Mode::Step)]
-    mode: Mode,
+    #[command(flatten)]
+    options: RunOptionArgs,
     /// Worker threads for the extractors [default: cores - 1, at least 1]. Decoding the
     /// HDF5 chunks runs on its own pool of one thread per available core.
     #[arg(short = 'j', long)]
     workers: Option<usize>,
+    /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<batch::Shard>,
+}
+
+/// How `run` computes a batch: all of its options except the inputs and what a Slurm
+/// array task sets for itself (`--workers`, `--shard`). `slurm submit` takes the same
+/// options and passes every one on to each task (`batch::forward`).
+#[derive(Args, Debug, Clone, PartialEq)]
+struct RunOptionArgs {
+    #[arg(long, value_enum, default_value_t = Mode::Step)]
+    mode: Mode,
     /// Experiments open at once in step mode (bounds memory).
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
@@ -194,12 +210,33 @@ struct RunArgs {
     /// its own, which costs time on cheap extractors.
     #[arg(long, value_name = "SECONDS")]
     step_timeout: Option<f64>,
-    /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
-    #[arg(long, value_name = "I/N")]
-    shard: Option<batch::Shard>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+impl RunOptionArgs {
+    /// The scheduler's settings, with `workers` extractor threads.
+    fn run_options(&self, workers: usize) -> Result<RunOptions> {
+        if workers == 0 {
+            bail!("--workers must be at least 1");
+        }
+        let step_timeout = match self.step_timeout {
+            Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
+            Some(s) => bail!("--step-timeout must be a positive number of seconds, got {s}"),
+            None => None,
+        };
+        Ok(RunOptions {
+            step_timeout,
+            mode: self.mode,
+            workers,
+            in_flight: self.in_flight,
+            force: self.force,
+            chip_id: self.chip_id.clone(),
+            device_id: self.device_id.clone(),
+            progress: !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -473,26 +510,10 @@ fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
     if let Some(shard) = args.shard {
         inputs = shard.select(inputs);
     }
-    let workers = args.workers.unwrap_or_else(default_workers);
-    if workers == 0 {
-        bail!("--workers must be at least 1");
-    }
-    let step_timeout = match args.step_timeout {
-        Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
-        Some(s) => bail!("--step-timeout must be a positive number of seconds, got {s}"),
-        None => None,
-    };
-    let opts = RunOptions {
-        step_timeout,
-        mode: args.mode,
-        workers,
-        in_flight: args.in_flight,
-        force: args.force,
-        chip_id: args.chip_id,
-        device_id: args.device_id,
-        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
-    Ok(execute(job, &inputs, opts, args.json)?.0)
+    let opts = args
+        .options
+        .run_options(args.workers.unwrap_or_else(default_workers))?;
+    Ok(execute(job, &inputs, opts, args.options.json)?.0)
 }
 
 fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
@@ -579,57 +600,11 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
 }
 
 fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
-    let (b, shards) = (&args.status.batch, args.status.shards);
-    if shards == 0 || args.cpus_per_task == 0 {
-        bail!("--shards and --cpus-per-task must be at least 1");
-    }
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let indices: Vec<usize> = if args.resume {
-        let sink = batch_sink(plugin_dirs, &b.config, &b.out)?;
-        let files = collect_inputs(&b.inputs)?;
-        batch::incomplete_shards(&batch::status(&files, &sink, shards))
-    } else {
-        (0..shards).collect()
-    };
-    if indices.is_empty() {
+    let Some((script, indices)) = array_script(plugin_dirs, args)? else {
         println!("nothing to submit: every experiment has an up-to-date output");
         return Ok(OK);
-    }
-    let mut run_args: Vec<String> = b
-        .inputs
-        .iter()
-        .map(|p| absolute(p).display().to_string())
-        .collect();
-    let config = if Path::new(&b.config).exists() {
-        absolute(Path::new(&b.config)).display().to_string()
-    } else {
-        b.config.clone()
     };
-    run_args.extend([
-        "-c".into(),
-        config,
-        "-o".into(),
-        absolute(&b.out).display().to_string(),
-    ]);
-    run_args.extend(["--mode".into(), format!("{:?}", args.mode).to_lowercase()]);
-    if args.force {
-        run_args.push("--force".into());
-    }
-    for dir in plugin_dirs {
-        run_args.extend(["--plugin-dir".into(), absolute(dir).display().to_string()]);
-    }
-    let oect = std::env::current_exe().context("locating the oect binary")?;
-    let log_dir = absolute(&b.out).join("slurm-logs");
-    let script = batch::sbatch_script(&batch::ArrayJob {
-        oect: &oect,
-        run_args: &run_args,
-        shards,
-        indices: &indices,
-        partition: args.partition.as_deref(),
-        time: args.time.as_deref(),
-        cpus_per_task: args.cpus_per_task,
-        log_dir: &log_dir,
-    });
+    let (shards, log_dir) = (args.shards, log_dir(&args.batch.out));
     if args.dry_run {
         print!("{script}");
         return Ok(OK);
@@ -659,4 +634,69 @@ fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
         log_dir.display()
     );
     Ok(OK)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Where the array tasks write their logs (and `submit` its script).
+fn log_dir(out: &Path) -> PathBuf {
+    absolute(out).join("slurm-logs")
+}
+
+/// The sbatch script `submit` would submit and the shards it runs; `None` if no shard has
+/// work left (`--resume`).
+fn array_script(
+    plugin_dirs: &[PathBuf],
+    args: &SubmitArgs,
+) -> Result<Option<(String, Vec<usize>)>> {
+    let (b, shards) = (&args.batch, args.shards);
+    if shards == 0 || args.cpus_per_task == 0 {
+        bail!("--shards and --cpus-per-task must be at least 1");
+    }
+    // Refused here rather than by every task.
+    args.options.run_options(args.cpus_per_task)?;
+    let indices: Vec<usize> = if args.resume {
+        let sink = batch_sink(plugin_dirs, &b.config, &b.out)?;
+        let files = collect_inputs(&b.inputs)?;
+        batch::incomplete_shards(&batch::status(&files, &sink, shards))
+    } else {
+        (0..shards).collect()
+    };
+    if indices.is_empty() {
+        return Ok(None);
+    }
+    let mut run_args: Vec<String> = b
+        .inputs
+        .iter()
+        .map(|p| absolute(p).display().to_string())
+        .collect();
+    let config = if Path::new(&b.config).exists() {
+        absolute(Path::new(&b.config)).display().to_string()
+    } else {
+        b.config.clone()
+    };
+    run_args.extend([
+        "-c".into(),
+        config,
+        "-o".into(),
+        absolute(&b.out).display().to_string(),
+    ]);
+    run_args.extend(batch::forward(&args.options));
+    for dir in plugin_dirs {
+        run_args.push(format!("--plugin-dir={}", absolute(dir).display()));
+    }
+    let oect = std::env::current_exe().context("locating the oect binary")?;
+    let script = batch::sbatch_script(&batch::ArrayJob {
+        oect: &oect,
+        run_args: &run_args,
+        shards,
+        indices: &indices,
+        partition: args.partition.as_deref(),
+        time: args.time.as_deref(),
+        cpus_per_task: args.cpus_per_task,
+        log_dir: &log_dir(&b.out),
+    });
+    Ok(Some((script, indices)))
 }
