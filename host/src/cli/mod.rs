@@ -1,5 +1,7 @@
 //! The `oect` command line: parses arguments and wires the stages together.
 
+#[macro_use]
+mod output;
 mod batch;
 mod report;
 #[cfg(test)]
@@ -300,13 +302,19 @@ struct GenerateArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli) {
-        Ok(code) => ExitCode::from(code),
+    let code = match dispatch(cli) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(USAGE)
+            errln!("error: {e:#}");
+            USAGE
         }
-    }
+    };
+    // A summary that could not be written is a failure, unless its reader left early.
+    ExitCode::from(if output::failed() {
+        code.max(PARTIAL)
+    } else {
+        code
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
@@ -316,7 +324,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Generate(args) => {
             let files = synth::generate(&generate_spec(&args), &args.out)?;
             for f in &files {
-                println!("{}", f.path.display());
+                outln!("{}", f.path.display());
             }
             Ok(OK)
         }
@@ -330,9 +338,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let module = crate::plugins::load_module(&library).map_err(anyhow::Error::msg)?;
             let report = oect_plugin_api::testkit::check(&module, &Default::default());
             if json {
-                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+                outln!("{}", serde_json::to_string_pretty(&report.to_json())?);
             } else {
-                println!("{report}");
+                outln!("{report}");
             }
             Ok(if report.passed() { OK } else { PARTIAL })
         }
@@ -347,14 +355,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
         } => {
             let config = config::load(&config)?;
             let report = batch::collect(&out_dir, &config, &output)?;
-            println!(
+            outln!(
                 "{}: {} experiments, {} rows",
                 output.display(),
                 report.experiments,
                 report.rows
             );
             for (path, why) in &report.skipped {
-                println!("  skipped {}: {why}", path.display());
+                outln!("  skipped {}: {why}", path.display());
             }
             Ok(if report.unreadable > 0 { PARTIAL } else { OK })
         }
@@ -362,7 +370,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             command: ConfigsCommand::List,
         } => {
             for (name, summary) in config::builtin() {
-                println!("{name:<24} {summary}");
+                outln!("{name:<24} {summary}");
             }
             Ok(OK)
         }
@@ -370,7 +378,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             command: ConfigsCommand::Show { name },
         } => match config::builtin_text(&name) {
             Some(text) => {
-                print!("{text}");
+                out!("{text}");
                 Ok(OK)
             }
             None => bail!("no shipped config '{name}' (see `oect configs list`)"),
@@ -459,7 +467,7 @@ struct Job {
 fn job(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Job> {
     let registry = Registry::discover(plugin_dirs);
     for w in &registry.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let config = config::load(config)?;
     let graph = FeatureGraph::build(&config, &registry)?;
@@ -496,7 +504,7 @@ fn execute(
         /// The shell's status for a command stopped by SIGINT.
         const INTERRUPTED: u8 = 130;
         let left = summary.count(|o| matches!(o, exec::Outcome::Interrupted { .. }));
-        eprintln!(
+        errln!(
             "interrupted: {left} experiments not done and nothing partial written; run the same command again to finish them"
         );
         return Ok((INTERRUPTED, summary));
@@ -527,7 +535,7 @@ fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
         seed: 7,
         ..synth::SynthSpec::default()
     };
-    println!(
+    outln!(
         "generating 3 experiments × 200 transfer steps in {}",
         data.display()
     );
@@ -571,9 +579,9 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
             })).collect::<Vec<_>>(),
             "incomplete_shards": incomplete,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!(
+        outln!(
             "{} experiments: {} done, {} done with failed steps, {} missing, {} failed; shards with work left: {:?}",
             states.len(),
             count(|s| *s == State::Done),
@@ -584,11 +592,11 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
         );
         for (f, shard, state) in &states {
             match state {
-                State::Missing => println!("  missing (shard {shard}) {}", f.display()),
+                State::Missing => outln!("  missing (shard {shard}) {}", f.display()),
                 State::Failed(why) => {
-                    println!("  FAILED (shard {shard}) {}: {why}", f.display())
+                    outln!("  FAILED (shard {shard}) {}: {why}", f.display())
                 }
-                State::DoneWithFailedSteps { failed_steps, .. } => println!(
+                State::DoneWithFailedSteps { failed_steps, .. } => outln!(
                     "  done with {failed_steps} failed steps (shard {shard}) {}",
                     f.display()
                 ),
@@ -601,12 +609,12 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
 
 fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
     let Some((script, indices)) = array_script(plugin_dirs, args)? else {
-        println!("nothing to submit: every experiment has an up-to-date output");
+        outln!("nothing to submit: every experiment has an up-to-date output");
         return Ok(OK);
     };
     let (shards, log_dir) = (args.shards, log_dir(&args.batch.out));
     if args.dry_run {
-        print!("{script}");
+        out!("{script}");
         return Ok(OK);
     }
     std::fs::create_dir_all(&log_dir)
@@ -627,8 +635,8 @@ fn submit(plugin_dirs: &[PathBuf], args: &SubmitArgs) -> Result<u8> {
     }
     let job = String::from_utf8_lossy(&out.stdout);
     let job = job.trim().split(';').next().unwrap_or("").to_string();
-    println!("{job}");
-    eprintln!(
+    outln!("{job}");
+    errln!(
         "submitted job array {job}: shards {indices:?} of {}; logs in {}",
         shards,
         log_dir.display()

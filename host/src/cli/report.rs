@@ -57,23 +57,23 @@ pub fn inspect(exp: &Experiment, json: bool) -> Result<u8> {
                 "sample_rate_hz": sampling.map(|s| s.sample_rate),
             })),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(OK);
     }
-    println!("{}", exp.path.display());
-    println!("  chip {}  device {}", exp.chip_id, exp.device_id);
+    outln!("{}", exp.path.display());
+    outln!("  chip {}  device {}", exp.chip_id, exp.device_id);
     match (&exp.transfer, transfer_lengths) {
-        (Some(t), Some((min, max))) => println!(
+        (Some(t), Some((min, max))) => outln!(
             "  transfer:  {} steps, {}–{} points per sweep",
             t.n_steps,
             min.unwrap_or(0),
             max.unwrap_or(0)
         ),
-        _ => println!("  transfer:  none"),
+        _ => outln!("  transfer:  none"),
     }
     match (&exp.transient, transient_lengths) {
         (Some(t), Some((min, max))) => {
-            println!(
+            outln!(
                 "  transient: {} steps, {}–{} points per step, {} points in all",
                 t.steps.len(),
                 min.unwrap_or(0),
@@ -81,14 +81,14 @@ pub fn inspect(exp: &Experiment, json: bool) -> Result<u8> {
                 t.total_points
             );
             if let Some(s) = sampling {
-                println!("             period {} s, {} Hz", s.period, s.sample_rate);
+                outln!("             period {} s, {} Hz", s.period, s.sample_rate);
             }
         }
-        _ => println!("  transient: none"),
+        _ => outln!("  transient: none"),
     }
-    println!("  attributes:");
+    outln!("  attributes:");
     for (k, v) in &exp.attrs {
-        println!("    {k:<24} {}", attr_json(v));
+        outln!("    {k:<24} {}", attr_json(v));
     }
     Ok(OK)
 }
@@ -109,17 +109,17 @@ pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
             "extractors": registry.extractors().collect::<Vec<_>>(),
             "warnings": registry.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(OK);
     }
     for w in &registry.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     if registry.plugins().next().is_none() {
-        println!("no plugins found (searched --plugin-dir, OECT_PLUGIN_PATH and the executable's folder)");
+        outln!("no plugins found (searched --plugin-dir, OECT_PLUGIN_PATH and the executable's folder)");
     }
     for p in registry.plugins() {
-        println!(
+        outln!(
             "{} {} (plugin API {}) — {}",
             p.name,
             p.version,
@@ -130,11 +130,13 @@ pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
             let Some(e) = registry.extractor(name) else {
                 continue;
             };
-            println!("  {:<24} {:<9} {}", e.name, e.input.as_str(), e.description);
+            outln!("  {:<24} {:<9} {}", e.name, e.input.as_str(), e.description);
             for param in &e.params {
-                println!(
+                outln!(
                     "      {:<20} {} (default {})",
-                    param.name, param.kind, param.default
+                    param.name,
+                    param.kind,
+                    param.default
                 );
             }
         }
@@ -144,7 +146,7 @@ pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
 
 pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        outln!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());
     }
     let written = s.count(|o| matches!(o, Outcome::Written { .. }));
@@ -176,7 +178,7 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
             _ => (0, 0, 0),
         })
         .fold((0, 0, 0), |(a, b, c), (x, y, z)| (a + x, b + y, c + z));
-    println!(
+    outln!(
         "{} experiments: {written} written, {skipped} up to date, {failed} failed{interrupted}; {step_errors} failed steps, {no_fit} steps without a fit, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
         s.experiments.len(),
         s.tasks,
@@ -190,13 +192,15 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     );
     let t = &s.time_split;
     if s.tasks > 0 {
-        println!(
+        outln!(
             "time summed over threads: read {:.2} s, extract {:.2} s, write {:.2} s",
-            t.read, t.extract, t.write
+            t.read,
+            t.extract,
+            t.write
         );
     }
     if s.read_fallbacks > 0 {
-        println!(
+        outln!(
             "{} step reads were done by the HDF5 library instead of the parallel chunk reader (slower, same values)",
             s.read_fallbacks
         );
@@ -204,14 +208,14 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     for o in &s.experiments {
         match o {
             Outcome::Failed { input, reason } => {
-                println!("  FAILED {}: {reason}", input.display())
+                outln!("  FAILED {}: {reason}", input.display())
             }
             Outcome::Skipped {
                 input,
                 output,
                 step_errors,
                 ..
-            } if *step_errors > 0 => println!(
+            } if *step_errors > 0 => outln!(
                 "  {}: up to date, but {} records {step_errors} failed steps (--force recomputes them)",
                 input.display(),
                 output.display()
@@ -221,7 +225,7 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
                     let at = e
                         .step
                         .map_or("all steps".to_string(), |s| format!("step {s}"));
-                    println!(
+                    outln!(
                         "  {}: feature '{}', {at}: {}",
                         input.display(),
                         e.feature,
@@ -229,7 +233,7 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
                     );
                 }
                 if errors.len() > 3 {
-                    println!(
+                    outln!(
                         "  {}: … and {} more steps without a value",
                         input.display(),
                         errors.len() - 3
@@ -239,21 +243,29 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
             _ => {}
         }
     }
-    println!("outputs in {}", out.display());
+    outln!("outputs in {}", out.display());
     Ok(())
 }
 
 /// First and last value of a few columns of each written file.
 pub fn demo_table(s: &Summary) -> Result<()> {
     let columns = ["gm_max_forward", "Von_forward", "absI_max"];
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<16} {:>6}  {:>22}  {:>22}  {:>22}",
-        "experiment", "steps", "gm_max_forward (S)", "Von_forward (V)", "absI_max (A)"
+        "experiment",
+        "steps",
+        "gm_max_forward (S)",
+        "Von_forward (V)",
+        "absI_max (A)"
     );
-    println!(
+    outln!(
         "{:<16} {:>6}  {:>22}  {:>22}  {:>22}",
-        "", "", "first → last", "first → last", "first → last"
+        "",
+        "",
+        "first → last",
+        "first → last",
+        "first → last"
     );
     for o in &s.experiments {
         let Outcome::Written { output, rows, .. } = o else {
@@ -278,9 +290,11 @@ pub fn demo_table(s: &Summary) -> Result<()> {
                 .unwrap_or_default();
             cells.push(cell);
         }
-        println!(
+        outln!(
             "{name:<16} {rows:>6}  {:>22}  {:>22}  {:>22}",
-            cells[0], cells[1], cells[2]
+            cells[0],
+            cells[1],
+            cells[2]
         );
     }
     Ok(())
