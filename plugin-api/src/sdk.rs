@@ -311,7 +311,9 @@ macro_rules! export_plugin {
     (name: $name:expr, version: $version:expr $(,)?) => {
         // The symbol abi_stable's loader looks up (`ROOT_MODULE_LOADER_NAME`); spelled out
         // here so that plugin crates need no direct abi_stable dependency. A unit test in
-        // oect-plugin-api keeps it in sync.
+        // oect-plugin-api keeps it in sync. `no_mangle` is sound as long as no other item
+        // of the library has this name: a second `export_plugin!` in the crate is a
+        // duplicate definition, which does not compile.
         #[no_mangle]
         #[allow(non_upper_case_globals)]
         pub static _1as_0lib_1header_0root_bmodule_bloader:
@@ -323,8 +325,11 @@ macro_rules! export_plugin {
                     $crate::__private::root_module,
                 )
             }
-            // SAFETY: the constructor returns the `PluginRef` root module named in the type
-            // parameter, which is what `from_constructor` requires.
+            // SAFETY: `from_constructor::<M>` requires the `PrefixRef<ErasedPrefix>` that the
+            // constructor returns to come from a `PrefixRef<M>`. The constructor returns what
+            // `__call_root_module_loader(root_module)` returns: the module made by
+            // `root_module`, which has type `fn() -> PluginRef` (checked by the compiler),
+            // erased from exactly that `PrefixRef`; and `M` is `PluginRef`.
             unsafe {
                 $crate::__private::abi_stable::library::LibHeader::from_constructor::<
                     $crate::PluginRef,

@@ -256,7 +256,8 @@ fn check_chunk_index(dataset: &Dataset, gaps: &Gaps) -> Result<(), String> {
     }
 }
 
-// Not declared by hdf5-sys; in the C library since 1.10.2.
+// Not declared by hdf5-sys; in the C library since 1.10.2. The signature is H5Dpublic.h's:
+// `herr_t H5Dget_chunk_storage_size(hid_t, const hsize_t *offset, hsize_t *chunk_bytes)`.
 extern "C" {
     fn H5Dget_chunk_storage_size(
         dset_id: hdf5_sys::h5i::hid_t,
@@ -428,9 +429,9 @@ impl ChunkedF64 {
         // touches `outputs` after this statement.
         read_pool().in_place_scope(|scope| {
             for (slab, &target) in slabs.iter().zip(&targets) {
-                // Each origin is yielded once, and chunks at distinct origins of the chunk grid
-                // hold disjoint boxes of the dataset: the jobs below write disjoint elements
-                // of `target`.
+                // Each origin is yielded once and lies on the chunk grid, so the chunks hold
+                // disjoint boxes of the dataset; `copy_piece` writes only its chunk's box
+                // within the slab: the jobs below write disjoint elements of `target`.
                 for origin in chunk_origins(&self.chunk, slab) {
                     if failure.lock().expect("failure slot").is_some() {
                         return;
@@ -446,9 +447,9 @@ impl ChunkedF64 {
                             let copied =
                                 decode(&self.pipeline, &stored, mask, chunk_bytes, scratch)
                                     .and_then(|bytes| {
-                                        // SAFETY: `target` is the output of `slab`, alive until the
-                                        // scope ends, and no other job writes (and nothing reads)
-                                        // the elements of this chunk's piece: see above.
+                                        // SAFETY: `target` is the output of `slab`, alive
+                                        // until the scope ends; no other job writes, and
+                                        // nothing reads, this chunk's piece (see above).
                                         unsafe {
                                             copy_piece(bytes, &self.chunk, &origin, slab, target)
                                         }
@@ -634,10 +635,10 @@ struct Target {
     len: usize,
 }
 
-// SAFETY: a `Target` is only a pointer and a length; sending it to a read thread is sound
-// because every write through it goes through `copy_piece`, whose contract (disjoint pieces,
-// buffer alive until the scope of `ChunkedF64::read_on_this_thread` has joined every job)
-// the one function that makes `Target`s upholds.
+// SAFETY: a `Target` is a pointer and a length, used only as `copy_piece`'s destination.
+// Sending it to a read thread is sound because the one function that makes `Target`s,
+// `ChunkedF64::read_on_this_thread`, keeps the buffer alive and untouched until its scope has
+// joined every job, and gives each job a piece no other job writes.
 unsafe impl Send for Target {}
 
 /// First elements of the chunks that hold a part of `slab`, in C order, each chunk once
@@ -809,4 +810,43 @@ fn fletcher32_matches(data: &[u8], stored: u32) -> bool {
     let c = sum.to_le_bytes();
     let reversed = u32::from_le_bytes([c[2], c[3], c[0], c[1]]);
     stored == sum || stored == reversed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(bytes: &[u8], origin: &[usize], slab: &Slab, out: &mut [f64]) -> Result<usize, String> {
+        let target = Target {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        };
+        // SAFETY: `out` is alive and borrowed exclusively for the call.
+        unsafe { copy_piece(bytes, &[2, 4], origin, slab, target) }
+    }
+
+    /// The bounds check holds in every build: a piece that would not fit its buffers is an
+    /// error, not a write out of bounds.
+    #[test]
+    fn copy_piece_refuses_what_does_not_fit_its_buffers() {
+        let chunk: Vec<u8> = (0..8).flat_map(|v| f64::from(v).to_le_bytes()).collect();
+        let inner = Slab {
+            start: vec![1, 1],
+            count: vec![1, 2],
+        };
+        let mut out = [0.0; 2];
+        assert_eq!(copy(&chunk, &[0, 0], &inner, &mut out), Ok(2));
+        assert_eq!(out, [5.0, 6.0]);
+        // Decoded bytes shorter than the chunk, an output shorter than the slab.
+        assert!(copy(&chunk[..56], &[0, 0], &inner, &mut out).is_err());
+        assert!(copy(&chunk, &[0, 0], &inner, &mut out[..1]).is_err());
+        // A chunk that does not meet the slab, and a slab of another rank.
+        assert!(copy(&chunk, &[2, 0], &inner, &mut out).is_err());
+        let flat = Slab {
+            start: vec![0],
+            count: vec![2],
+        };
+        assert!(copy(&chunk, &[0, 0], &flat, &mut out).is_err());
+        assert_eq!(out, [5.0, 6.0], "nothing written by the refused calls");
+    }
 }

@@ -497,8 +497,10 @@ pub(crate) fn index_ranges(rows: &[(f64, f64)], total: usize) -> Result<Vec<Rang
 #[repr(transparent)]
 pub(crate) struct FixedBytes<const N: usize, const UTF8: bool>(pub(crate) [u8; N]);
 
-// SAFETY: `repr(transparent)` over `[u8; N]` is exactly the memory layout of an N-byte HDF5
-// fixed-length string, which is all the descriptor claims.
+// SAFETY: `H5Type` requires the descriptor to describe the type's memory exactly, since HDF5
+// writes values of that description into it. `repr(transparent)` over `[u8; N]` is N bytes
+// at alignment 1, exactly an N-byte HDF5 fixed-length string, and every byte pattern is a
+// valid `[u8; N]`, so whatever the file holds is a valid value (the type claims no UTF-8).
 unsafe impl<const N: usize, const UTF8: bool> H5Type for FixedBytes<N, UTF8> {
     fn type_descriptor() -> TypeDescriptor {
         if UTF8 {
