@@ -203,8 +203,7 @@ impl Measurement {
 /// data. A lookup only succeeds for an entry whose key equals the chunk's place, so if
 /// every place of the chunk grid is looked up and the hits are as many as the entries, each
 /// entry answers for exactly its own place: no entry is lost and none stands in for
-/// another. Costs one lookup per chunk: about 1 ms for the 512 chunks of a 5 001-step
-/// transfer dataset, 15–30 ms for 3 072 transient chunks (2-core development machine).
+/// another. Costs one lookup per chunk, 3–10 µs each (`docs/BENCHMARKS.md`).
 fn check_chunk_index(dataset: &Dataset, gaps: &Gaps) -> Result<(), String> {
     let (Some(chunk), shape) = (dataset.chunk(), dataset.shape()) else {
         return Err("a chunked dataset without a chunk shape".into());
@@ -510,8 +509,10 @@ impl ChunkedF64 {
         // `stored_size`). `H5Dread_chunk` writes the stored bytes of the index entry it finds,
         // and `stored` holds exactly as many: `stored_size` found the same entry with the same
         // search (the dataset has filters, so it reports the entry's size, not the chunk's),
-        // and nothing can change the index in between, as the caller holds the HDF5 lock and
-        // the file is open read-only.
+        // and nothing in this process can change the index in between, as the caller holds
+        // the HDF5 lock and the file is open read-only. Like every HDF5 reader this relies
+        // on no other process rewriting the file while it is open (HDF5 itself gives no
+        // guarantees then).
         let status = unsafe {
             hdf5_sys::h5d::H5Dread_chunk(
                 self.dataset.id(),
