@@ -221,16 +221,14 @@ fn check_chunk_index(dataset: &Dataset, gaps: &Gaps) -> Result<(), String> {
         count: shape.clone(),
     };
     let places = chunk_origins(&chunk, &whole);
-    let (listed, found, missing) = hdf5::sync::sync(|| {
-        let listed = dataset.num_chunks();
-        let mut missing = Vec::new();
-        for origin in &places {
-            if stored_size(dataset, origin).is_none() {
-                missing.push(origin);
-            }
-        }
-        (listed, places.len() - missing.len(), missing)
-    });
+    // The lock is taken per lookup, so that reads of other files are not held up for the
+    // whole sweep; the index of a file open read-only does not change in between.
+    let listed = hdf5::sync::sync(|| dataset.num_chunks());
+    let missing: Vec<&Vec<usize>> = places
+        .iter()
+        .filter(|origin| hdf5::sync::sync(|| stored_size(dataset, origin)).is_none())
+        .collect();
+    let found = places.len() - missing.len();
     let Some(listed) = listed else {
         return Err("cannot count the entries of the chunk index (damaged file?)".into());
     };
