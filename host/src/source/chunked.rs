@@ -104,7 +104,7 @@ impl Gaps {
         match self {
             Gaps::Nan => None,
             Gaps::Refused(fill) => Some(format!(
-                "{what} is not stored in the file (its chunk index is damaged, or it was never \
+                "{what} is not stored in the file (the file is damaged, or it was never \
                  written); HDF5 would read {fill} there"
             )),
         }
