@@ -141,6 +141,7 @@ pub(super) fn forward(options: &RunOptionArgs) -> Vec<String> {
         device_id,
         step_timeout,
         json,
+        progress,
     } = options;
     let mode = clap::ValueEnum::to_possible_value(mode).expect("no skipped modes");
     let mut args = vec![
@@ -162,6 +163,10 @@ pub(super) fn forward(options: &RunOptionArgs) -> Vec<String> {
     }
     if *json {
         args.push("--json".into());
+    }
+    if let Some(progress) = progress {
+        let progress = clap::ValueEnum::to_possible_value(progress).expect("no skipped modes");
+        args.push(format!("--progress={}", progress.get_name()));
     }
     args
 }

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, ConfigError, FeatureConfig};
-use crate::exec::{self, Mode, RunOptions};
+use crate::exec::{self, Mode, ProgressMode, RunOptions};
 use crate::graph::FeatureGraph;
 use crate::plugins::Registry;
 use crate::sink::Sink;
@@ -215,6 +215,10 @@ struct RunOptionArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Progress display: `bar`, `json` (one JSON object per event on stderr, for
+    /// programs driving oect) or `none` [default: bar on a terminal unless --json].
+    #[arg(long, value_enum, value_name = "MODE")]
+    progress: Option<ProgressMode>,
 }
 
 impl RunOptionArgs {
@@ -236,7 +240,13 @@ impl RunOptionArgs {
             force: self.force,
             chip_id: self.chip_id.clone(),
             device_id: self.device_id.clone(),
-            progress: !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            progress: self.progress.unwrap_or(
+                if !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    ProgressMode::Bar
+                } else {
+                    ProgressMode::None
+                },
+            ),
         })
     }
 }
@@ -295,8 +305,11 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Chip id prefix; experiment k gets `<prefix><k>`.
-    #[arg(long, default_value = "#SYN")]
+    #[arg(long, default_value = "#SYN", conflicts_with = "chip")]
     chip_prefix: String,
+    /// Put every experiment on this one chip (devices 1..N) instead of one chip each.
+    #[arg(long, value_name = "ID")]
+    chip: Option<String>,
 }
 
 /// Entry point of the binary.
@@ -411,6 +424,7 @@ fn generate_spec(a: &GenerateArgs) -> synth::SynthSpec {
         noise_rel: a.noise_rel,
         seed: a.seed,
         chip_prefix: a.chip_prefix.clone(),
+        chip_id: a.chip.clone(),
         ..synth::SynthSpec::default()
     }
 }
@@ -549,7 +563,7 @@ fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
         force: true,
         chip_id: None,
         device_id: None,
-        progress: false,
+        progress: ProgressMode::None,
         step_timeout: None,
     };
     let (status, summary) = execute(job, &inputs, opts, false)?;

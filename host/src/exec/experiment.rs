@@ -7,14 +7,10 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::compute::{self, Part};
-use super::{Ctx, Outcome, Phase, Prepared};
+use super::{Ctx, Outcome, Phase, Prepared, Progress};
 use crate::graph::{Input, Op, Rows};
 
-pub(super) fn run(
-    ctx: &Arc<Ctx>,
-    inputs: &[PathBuf],
-    bar: &indicatif::ProgressBar,
-) -> Vec<Outcome> {
+pub(super) fn run(ctx: &Arc<Ctx>, inputs: &[PathBuf], progress: &Progress) -> Vec<Outcome> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(ctx.opts.workers.max(1))
         .thread_name(|i| format!("oect-worker-{i}"))
@@ -33,7 +29,7 @@ pub(super) fn run(
                     Ok(prep) => compute_experiment(ctx, &prep),
                     Err(outcome) => outcome,
                 };
-                bar.inc(1);
+                progress.settled(&outcome);
                 outcome
             })
             .collect()

@@ -15,6 +15,7 @@
 
 pub mod compute;
 mod experiment;
+mod progress;
 mod step;
 pub mod table;
 
@@ -32,6 +33,8 @@ use crate::graph::{FeatureGraph, Input, Source};
 use crate::sink::{ExperimentKey, OutputMeta, PluginMeta, Sink, StepError, FORMAT_VERSION};
 use crate::source::{Experiment, Sampling, SourceError, StepBlock};
 use compute::Part;
+use progress::Progress;
+pub use progress::ProgressMode;
 
 /// Set by SIGINT / SIGTERM; the reader, the scheduler loops and experiment mode check it
 /// between chunks, so a stop leaves only whole files (or none) behind.
@@ -76,7 +79,7 @@ pub struct RunOptions {
     /// Only experiments of this chip / device.
     pub chip_id: Option<String>,
     pub device_id: Option<String>,
-    pub progress: bool,
+    pub progress: ProgressMode,
     /// Longest time one extractor call may take before its step is given up.
     pub step_timeout: Option<Duration>,
 }
@@ -87,11 +90,14 @@ pub struct RunOptions {
 pub enum Outcome {
     /// Written; `step_errors` cells are NaN because a step failed, `no_fit_steps` because
     /// the step has no result ("no fit: …"), and `nonfinite_steps` values hold NaN or ±inf.
-    /// Counts cover every feature, derived ones included.
+    /// Counts cover every feature, derived ones included. `seconds` is the wall time from
+    /// opening the file to writing its table (experiments overlap in step mode, so these
+    /// add up to more than the run's time).
     Written {
         input: PathBuf,
         output: PathBuf,
         rows: usize,
+        seconds: f64,
         step_errors: usize,
         no_fit_steps: usize,
         nonfinite_steps: usize,
@@ -230,6 +236,8 @@ struct Prepared {
     chunks: BTreeMap<Source, Vec<Range<usize>>>,
     /// Sampling parameters per transient step.
     sampling: Vec<Option<Sampling>>,
+    /// When the file was opened.
+    started: Instant,
 }
 
 /// Steps per chunk: about 256 k samples, at most 512 steps, and small enough that every
@@ -297,6 +305,7 @@ impl Ctx {
     }
 
     fn open(&self, path: &Path) -> Result<Prepared, Outcome> {
+        let started = Instant::now();
         let failed = |reason: String| Outcome::Failed {
             input: path.to_path_buf(),
             reason,
@@ -388,6 +397,7 @@ impl Ctx {
             steps,
             chunks,
             sampling,
+            started,
         })
     }
 
@@ -459,6 +469,7 @@ impl Ctx {
                 input: prep.exp.path.clone(),
                 output,
                 rows,
+                seconds: prep.started.elapsed().as_secs_f64(),
                 step_errors,
                 no_fit_steps,
                 nonfinite_steps,
@@ -497,7 +508,7 @@ pub fn run(
 ) -> Summary {
     let start = Instant::now();
     sink.remove_stale_temps();
-    let bar = progress_bar(inputs.len(), opts.progress);
+    let progress = Progress::start(opts.progress, inputs.len());
     let ctx = Arc::new(Ctx {
         limits: compute::Limits::new(opts.step_timeout, graph.nodes.len()),
         graph: Arc::new(graph),
@@ -510,10 +521,11 @@ pub fn run(
         read_fallbacks: AtomicUsize::new(0),
     });
     let mut outcomes = match opts.mode {
-        Mode::Step => step::run(&ctx, inputs, &bar),
-        Mode::Experiment => experiment::run(&ctx, inputs, &bar),
+        Mode::Step => step::run(&ctx, inputs, &progress),
+        Mode::Experiment => experiment::run(&ctx, inputs, &progress),
     };
-    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    progress.finish(seconds);
     let order: HashMap<&Path, usize> = inputs
         .iter()
         .enumerate()
@@ -529,26 +541,11 @@ pub fn run(
         workers: opts.workers,
         experiments: outcomes,
         tasks: ctx.tasks.load(Ordering::Relaxed),
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         time_split: ctx.time_split(),
         read_fallbacks: ctx.read_fallbacks.load(Ordering::Relaxed),
         interrupted: outcomes_interrupted,
     }
-}
-
-fn progress_bar(len: usize, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} experiments {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use super::compute::{self, Part};
-use super::{Ctx, Outcome, Phase, Prepared};
+use super::{Ctx, Outcome, Phase, Prepared, Progress};
 use crate::graph::{Input, Op, Rows};
 use crate::source::StepBlock;
 
@@ -44,11 +44,7 @@ impl Drop for Chunk {
     }
 }
 
-pub(super) fn run(
-    ctx: &Arc<Ctx>,
-    inputs: &[PathBuf],
-    bar: &indicatif::ProgressBar,
-) -> Vec<Outcome> {
+pub(super) fn run(ctx: &Arc<Ctx>, inputs: &[PathBuf], progress: &Progress) -> Vec<Outcome> {
     let workers = ctx.opts.workers.max(1);
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
@@ -70,7 +66,7 @@ pub(super) fn run(
             scope
                 .spawn(move || read_all(&ctx, &pool, inputs, &tx, &slot_tx, &permit_tx, &permit_rx))
         };
-        let outcomes = consume(ctx, &pool, &rx, &tx, &slot_rx, bar);
+        let outcomes = consume(ctx, &pool, &rx, &tx, &slot_rx, progress);
         reader.join().expect("reader thread");
         outcomes
     })
@@ -188,14 +184,14 @@ fn consume(
     rx: &Receiver<Msg>,
     tx: &Sender<Msg>,
     slots: &Receiver<()>,
-    bar: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> Vec<Outcome> {
     let graph = &ctx.graph;
     let mut outcomes = Vec::new();
     let mut open: HashMap<usize, Pending> = HashMap::new();
     let mut reader_done = false;
     let settle = |outcomes: &mut Vec<Outcome>, o: Outcome| {
-        bar.inc(1);
+        progress.settled(&o);
         outcomes.push(o);
     };
     while !(reader_done && open.is_empty()) {

@@ -54,8 +54,9 @@ pub enum DeviceType {
     P,
 }
 
-/// What to generate. Experiment k (0-based) gets chip `"<chip_prefix><k+1:04>"` and device
-/// number `"<k+1>"`, so the defaults reproduce the predecessor script's `#SYN0001`, device `1`.
+/// What to generate. Experiment k (0-based) gets chip `"<chip_prefix><k+1:04>"` (or
+/// `chip_id` when set) and device number `"<k+1>"`, so the defaults reproduce the
+/// predecessor script's `#SYN0001`, device `1`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SynthSpec {
     pub n_experiments: usize,
@@ -92,6 +93,8 @@ pub struct SynthSpec {
     pub noise_rel: f64,
     pub seed: u64,
     pub chip_prefix: String,
+    /// Every experiment on this chip (devices 1..N), like the devices of one real chip.
+    pub chip_id: Option<String>,
 }
 
 impl Default for SynthSpec {
@@ -120,6 +123,7 @@ impl Default for SynthSpec {
             noise_rel: 0.002,
             seed: 0,
             chip_prefix: "#SYN".to_owned(),
+            chip_id: None,
         }
     }
 }
@@ -1233,7 +1237,10 @@ struct Names {
 fn names(spec: &SynthSpec, k: usize, seed: u64) -> Names {
     let mut state = seed;
     let hash = format!("{:08x}", splitmix64(&mut state) >> 32);
-    let chip_id = format!("{}{:04}", spec.chip_prefix, k + 1);
+    let chip_id = spec
+        .chip_id
+        .clone()
+        .unwrap_or_else(|| format!("{}{:04}", spec.chip_prefix, k + 1));
     let device_number = (k + 1).to_string();
     let test_id = format!("test_20250815134211_{hash}");
     let file_name = [chip_id.as_str(), &device_number, DESCRIPTION, &test_id]
