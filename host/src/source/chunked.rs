@@ -510,7 +510,22 @@ impl ChunkedF64 {
         // and nothing in this process can change the index in between, as the caller holds
         // the HDF5 lock and the file is open read-only. Like every HDF5 reader this relies
         // on no other process rewriting the file while it is open (HDF5 itself gives no
-        // guarantees then).
+        // guarantees then). HDF5 2.x is also told the buffer's size (`capacity`, a live
+        // local) and refuses a larger chunk.
+        #[cfg(hdf5_2)]
+        let status = unsafe {
+            let mut capacity = stored.len();
+            hdf5_sys::h5d::H5Dread_chunk(
+                self.dataset.id(),
+                hdf5_sys::h5p::H5P_DEFAULT,
+                offset.as_ptr(),
+                &mut mask,
+                stored.as_mut_ptr().cast(),
+                &mut capacity,
+            )
+        };
+        // SAFETY: as above.
+        #[cfg(not(hdf5_2))]
         let status = unsafe {
             hdf5_sys::h5d::H5Dread_chunk(
                 self.dataset.id(),
