@@ -23,9 +23,9 @@ export PATH="$tools/bin:$PATH"
 
 # The built-in plugins, staged where maturin takes the wheel's data files from; they
 # install to <prefix>/lib/oect/plugins, on <prefix>/bin/oect's plugin search path. Built
-# together with the host, as maturin builds it next, so the two share every crate.
-cargo build --locked --profile dist -p oect-host -p oect-transfer -p oect-transient \
-    --features oect-host/static-hdf5
+# on their own: maturin builds the host alone, and a build of both together would unify
+# features differently and compile the host's crates twice.
+cargo build --locked --profile dist -p oect-transfer -p oect-transient
 stage=python/oect.data/data/lib/oect/plugins
 rm -rf python/oect.data
 mkdir -p "$stage"

@@ -50,7 +50,7 @@ def test_a_broken_file_is_failed_with_its_reason(data, tmp_path):
     )
     assert result["successful"] == good
     [(exp_id, error)] = result["failed"]
-    assert exp_id == str(broken) and "broken.h5" in error
+    assert exp_id == str(broken) and "not a readable HDF5 file" in error
 
 
 def test_save_format_none_keeps_no_files(data, tmp_path, monkeypatch):
