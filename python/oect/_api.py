@@ -32,8 +32,10 @@ class Outcome:
     rows: Optional[int] = None
     #: Wall time from opening the file to writing its table, s (written files only).
     seconds: Optional[float] = None
-    #: Cells that are NaN because their step failed, and values that are NaN/±inf.
+    #: Cells that are NaN because their step failed, steps with no result ("no fit: …"),
+    #: and values that are NaN/±inf (written and up-to-date files).
     step_errors: int = 0
+    no_fit_steps: int = 0
     nonfinite_steps: int = 0
     #: The failed steps: ``{"feature", "step", "message"}`` each.
     errors: List[dict] = field(default_factory=list)
@@ -50,6 +52,7 @@ class Outcome:
             rows=doc.get("rows"),
             seconds=doc.get("seconds"),
             step_errors=doc.get("step_errors", 0),
+            no_fit_steps=doc.get("no_fit_steps", 0),
             nonfinite_steps=doc.get("nonfinite_steps", 0),
             errors=list(doc.get("errors", [])),
             reason=doc.get("reason"),

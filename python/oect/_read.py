@@ -83,18 +83,12 @@ def _outputs(path: Path, config: Optional[str]) -> Tuple[List[Path], List[pa.Sch
     return [f for f, _ in found], [s for _, s in found]
 
 
-def _with_ids(table: pa.Table, attrs: dict) -> pa.Table:
-    """``table`` with ``chip_id`` and ``device_id`` first: as stored, or from the attrs
-    for outputs written without those columns."""
+def _ids_first(table: pa.Table) -> pa.Table:
+    """``table`` with ``chip_id`` and ``device_id`` (stored dictionary-encoded in every
+    output) as its first columns."""
     for i, name in enumerate(ID_COLUMNS):
-        if name in table.column_names:
-            column = table.column(name)
-            table = table.remove_column(table.column_names.index(name))
-        else:
-            value = str(attrs.get(name, ""))
-            column = pa.DictionaryArray.from_arrays(
-                pa.array([0] * table.num_rows, pa.int32()), pa.array([value])
-            )
+        column = table.column(name)
+        table = table.remove_column(table.column_names.index(name))
         table = table.add_column(i, name, column)
     return table
 
@@ -102,7 +96,7 @@ def _with_ids(table: pa.Table, attrs: dict) -> pa.Table:
 def read_table(path: PathLike, config: Optional[str] = None) -> Tuple[pa.Table, Dict[str, Any]]:
     """The rows of one output file, or of every output of ``config`` in a folder, as one
     Arrow table (``chip_id``, ``device_id`` first), and the attributes ``read`` puts in
-    ``df.attrs``."""
+    ``df.attrs``. Refuses outputs of one config whose columns or config hash differ."""
     files, schemas = _outputs(Path(path), config)
     attrs = [_attrs(s) or {} for s in schemas]
     first = schemas[0].remove_metadata()
@@ -119,11 +113,11 @@ def read_table(path: PathLike, config: Optional[str] = None) -> Tuple[pa.Table, 
             f"versions of it or of its plugins (config hashes {', '.join(map(str, hashes))}); "
             "rerun `oect run` on the batch to bring them up to date"
         )
-    if all(name in first.names for name in ID_COLUMNS):
-        dataset = ds.dataset([os.fspath(f) for f in files], format="parquet")
-        table = _with_ids(dataset.to_table(), {})
-    else:
-        table = pa.concat_tables([_with_ids(pq.read_table(f), a) for f, a in zip(files, attrs)])
+    missing = [name for name in ID_COLUMNS if name not in first.names]
+    if missing:
+        raise ValueError(f"{files[0]}: no {' or '.join(missing)} column (not an oect output)")
+    dataset = ds.dataset([os.fspath(f) for f in files], format="parquet", schema=first)
+    table = _ids_first(dataset.to_table())
     units = _units(schemas[0], attrs[0])
     if len(files) == 1 and Path(path).is_file():
         meta = dict(attrs[0])

@@ -67,7 +67,7 @@ def test_oect_demo_runs_from_the_venv(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 experiments: 3 written" in done.stdout, done.stdout
-    outputs = sorted((tmp_path / "demo" / "features").glob("*.parquet"))
+    outputs = sorted((tmp_path / "demo" / "features").rglob("*.parquet"))
     assert len(outputs) == 3
     df = oect.read(outputs[0])
     assert len(df) == 200
