@@ -97,6 +97,14 @@ def test_tau_values_match_the_ground_truth(outputs):
         )
 
 
+def test_units_come_with_the_table(outputs):
+    out, _ = outputs
+    units = oect.read(out, "v2_transfer_basic").attrs["units"]
+    assert units["gm_max_forward"] == "S" and units["Von_forward"] == "V"
+    assert units["absI_max"] == "A" and units["elapsed_s"] == "s"
+    assert oect.read(out, "transient_tau").attrs["units"]["tau_on_mean"] == "s"
+
+
 def test_read_of_one_file_has_its_metadata(outputs):
     out, summaries = outputs
     first = summaries["v2_mixed"].experiments[0]
