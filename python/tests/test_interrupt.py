@@ -81,9 +81,11 @@ def test_ctrl_c_stops_the_run_cleanly(slow_batch, tmp_path, target):
     assert "KeyboardInterrupt" in rest and "FINISHED" not in rest
     assert "stopped; finished experiments are kept" in err
     assert oect_processes_writing_to(out) == []
-    written = sorted(out.glob("*.parquet"))
+    # Outputs live in one folder per config (docs/FORMAT.md); no temporary files are left.
+    written = sorted((out / "transient_tau").glob("*.parquet"))
     assert 1 <= len(written) < EXPERIMENTS
-    assert not any(f.name.startswith(".") for f in out.iterdir()), list(out.iterdir())
+    leftovers = [f for f in out.rglob("*") if f.name.startswith(".")]
+    assert not leftovers, leftovers
 
     summary = oect.run(slow_batch, "transient_tau", out, mode="experiment", progress=False)
     assert len(summary.skipped) == len(written)
