@@ -3,13 +3,15 @@
 //! Modules follow the data's way through a run:
 //! [`plugins`] (discover and load extractor libraries) → [`config`] (parse and
 //! validate a feature config) → [`graph`] (feature DAG, safe `func:` expressions) →
-//! [`source`] (HDF5 experiment reader, synthetic generator) → [`exec`] (step and
+//! [`ingest`] (raw instrument exports → HDF5, synthetic generator) →
+//! [`source`] (HDF5 experiment reader) → [`exec`] (step and
 //! experiment schedulers) → [`sink`] (Parquet output, skip / force) → [`cli`].
 
 pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod graph;
+pub mod ingest;
 pub mod plugins;
 pub mod sink;
 pub mod source;

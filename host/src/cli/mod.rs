@@ -3,6 +3,7 @@
 #[macro_use]
 mod output;
 mod batch;
+mod convert;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,8 @@ enum Command {
         #[arg(long, default_value = "oect-demo")]
         out: PathBuf,
     },
+    /// Convert the instrument's raw export folders (CSV + JSON) into HDF5 files.
+    Convert(convert::ConvertArgs),
     /// Write synthetic experiment files in the lab's HDF5 layout, with ground truth.
     Generate(GenerateArgs),
     /// Show an experiment file's attributes and step counts.
@@ -334,6 +337,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Run(args) => run(&cli.plugin_dirs, args),
         Command::Demo { out } => demo(&cli.plugin_dirs, &out),
+        Command::Convert(args) => convert::convert(&args),
         Command::Generate(args) => {
             let files = synth::generate(&generate_spec(&args), &args.out)?;
             for f in &files {
