@@ -32,7 +32,7 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<u8> {
     let folders = ingest::find_exports(&args.inputs)?;
     let results = convert_folders(&folders, &args.out, args.on_conflict, args.workers)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         report(&results);
     }
@@ -71,32 +71,117 @@ pub(super) fn report(results: &[Converted]) {
                 warnings,
             } => {
                 for w in warnings {
-                    eprintln!("warning: {}: {w}", folder.display());
+                    errln!("warning: {}: {w}", folder.display());
                 }
                 let running = if *running {
                     " (test still running)"
                 } else {
                     ""
                 };
-                println!(
+                outln!(
                     "wrote {} ({transfer_steps} transfer, {transient_steps} transient steps){running}",
                     output.display()
                 );
             }
             Converted::Skipped { output, reason, .. } => {
-                println!("skipped {}: {reason}", output.display());
+                outln!("skipped {}: {reason}", output.display());
             }
             Converted::Failed { folder, reason } => {
-                eprintln!("FAILED {}: {reason}", folder.display());
+                errln!("FAILED {}: {reason}", folder.display());
             }
         }
     }
     let count = |f: fn(&Converted) -> bool| results.iter().filter(|r| f(r)).count();
-    eprintln!(
+    errln!(
         "{} export folders: {} converted, {} skipped, {} failed",
         results.len(),
         count(|r| matches!(r, Converted::Written { .. })),
         count(|r| matches!(r, Converted::Skipped { .. })),
         count(|r| matches!(r, Converted::Failed { .. })),
     );
+}
+
+/// The HDF5 inputs of `oect run`: `.h5` files as given or found in folders, plus the export
+/// folders found among the inputs, converted into `h5_dir` first (converted again only when the
+/// export changed, the default `update` rule). With `shard`, the export folders and the files
+/// are sharded together, by position in their sorted list, and only the shard's exports are
+/// converted. Conversion failures are reported on stderr and returned.
+pub(super) fn run_inputs(
+    inputs: &[PathBuf],
+    h5_dir: &Path,
+    shard: Option<super::batch::Shard>,
+    workers: usize,
+) -> Result<(Vec<PathBuf>, Vec<Converted>)> {
+    let mut exports = Vec::new();
+    let mut plain = Vec::new();
+    for input in inputs {
+        let found = if input.is_dir() {
+            ingest::find_exports(std::slice::from_ref(input)).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if found.is_empty() {
+            plain.push(input.clone());
+            continue;
+        }
+        exports.extend(found);
+        // .h5 files beside the exports count too, but need not exist
+        if let Ok(files) = super::collect_inputs(std::slice::from_ref(input)) {
+            plain.extend(files);
+        }
+    }
+    let mut files = if plain.is_empty() {
+        Vec::new()
+    } else {
+        super::collect_inputs(&plain)?
+    };
+    exports.sort();
+    exports.dedup();
+    if let Some(shard) = shard {
+        let mut all: Vec<PathBuf> = files.iter().chain(&exports).cloned().collect();
+        all.sort();
+        let keep = shard.select(all);
+        files.retain(|f| keep.contains(f));
+        exports.retain(|e| keep.contains(e));
+    }
+    let converted = if exports.is_empty() {
+        Vec::new()
+    } else {
+        convert_folders(&exports, h5_dir, Conflict::Update, Some(workers))?
+    };
+    let mut failed = Vec::new();
+    for c in converted {
+        match &c {
+            Converted::Written {
+                folder,
+                output,
+                warnings,
+                running,
+                ..
+            } => {
+                for w in warnings {
+                    errln!("warning: {}: {w}", folder.display());
+                }
+                let running = if *running {
+                    " (test still running)"
+                } else {
+                    ""
+                };
+                errln!(
+                    "converted {} → {}{running}",
+                    folder.display(),
+                    output.display()
+                );
+                files.push(output.clone());
+            }
+            Converted::Skipped { output, .. } => files.push(output.clone()),
+            Converted::Failed { folder, reason } => {
+                errln!("FAILED {}: {reason}", folder.display());
+                failed.push(c);
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok((files, failed))
 }

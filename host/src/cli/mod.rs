@@ -7,6 +7,7 @@ mod convert;
 mod report;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,9 +18,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, ConfigError, FeatureConfig};
 use crate::exec::{self, Mode, ProgressMode, RunOptions};
 use crate::graph::FeatureGraph;
+use crate::ingest::synth;
 use crate::plugins::Registry;
 use crate::sink::Sink;
-use crate::source::{synth, Experiment};
+use crate::source::Experiment;
 
 /// Exit status when every experiment succeeded.
 const OK: u8 = 0;
@@ -55,6 +57,8 @@ enum Command {
     },
     /// Convert the instrument's raw export folders (CSV + JSON) into HDF5 files.
     Convert(convert::ConvertArgs),
+    /// Follow export folders while tests run: compute new steps' features as they appear.
+    Watch(watch::WatchArgs),
     /// Write synthetic experiment files in the lab's HDF5 layout, with ground truth.
     Generate(GenerateArgs),
     /// Show an experiment file's attributes and step counts.
@@ -97,7 +101,8 @@ enum Command {
 /// What a batch is: its input files, its config and its output folder.
 #[derive(Args)]
 struct BatchArgs {
-    /// Experiment files (.h5) or folders searched recursively.
+    /// Experiment files (.h5) or folders searched recursively; `run` also takes the
+    /// instrument's export folders (converted first, see --h5-dir).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Shipped config name or path to a .yaml/.yml/.json config.
@@ -188,6 +193,9 @@ struct RunArgs {
     /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
     #[arg(long, value_name = "I/N")]
     shard: Option<batch::Shard>,
+    /// Where export folders among the inputs are converted to HDF5 [default: OUT/h5].
+    #[arg(long, value_name = "DIR")]
+    h5_dir: Option<PathBuf>,
 }
 
 /// How `run` computes a batch: all of its options except the inputs and what a Slurm
@@ -313,6 +321,14 @@ struct GenerateArgs {
     /// Put every experiment on this one chip (devices 1..N) instead of one chip each.
     #[arg(long, value_name = "ID")]
     chip: Option<String>,
+    /// Several devices per chip, as in a real batch: experiment k is device k mod N + 1 of chip
+    /// k / N + 1 [default: one experiment per chip, device k].
+    #[arg(long, value_name = "N", conflicts_with = "chip")]
+    devices_per_chip: Option<usize>,
+    /// Write the instrument's raw export folders (test_info.json, workflow.json, one CSV per
+    /// step) instead of HDF5 files: the input of `oect convert` and `oect watch`.
+    #[arg(long)]
+    raw_export: bool,
 }
 
 /// Entry point of the binary.
@@ -338,8 +354,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Run(args) => run(&cli.plugin_dirs, args),
         Command::Demo { out } => demo(&cli.plugin_dirs, &out),
         Command::Convert(args) => convert::convert(&args),
+        Command::Watch(args) => watch::watch(&cli.plugin_dirs, &args),
         Command::Generate(args) => {
-            let files = synth::generate(&generate_spec(&args), &args.out)?;
+            let spec = generate_spec(&args);
+            let files = if args.raw_export {
+                synth::generate_exports(&spec, &args.out)?
+            } else {
+                synth::generate(&spec, &args.out)?
+            };
             for f in &files {
                 outln!("{}", f.path.display());
             }
@@ -429,6 +451,7 @@ fn generate_spec(a: &GenerateArgs) -> synth::SynthSpec {
         seed: a.seed,
         chip_prefix: a.chip_prefix.clone(),
         chip_id: a.chip.clone(),
+        devices_per_chip: a.devices_per_chip,
         ..synth::SynthSpec::default()
     }
 }
@@ -532,14 +555,20 @@ fn execute(
 
 fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
     let job = job(plugin_dirs, &args.batch.config, &args.batch.out)?;
-    let mut inputs = collect_inputs(&args.batch.inputs)?;
-    if let Some(shard) = args.shard {
-        inputs = shard.select(inputs);
-    }
-    let opts = args
-        .options
-        .run_options(args.workers.unwrap_or_else(default_workers))?;
-    Ok(execute(job, &inputs, opts, args.options.json)?.0)
+    let workers = args.workers.unwrap_or_else(default_workers);
+    let opts = args.options.run_options(workers)?;
+    let h5_dir = args
+        .h5_dir
+        .clone()
+        .unwrap_or_else(|| args.batch.out.join("h5"));
+    let (inputs, failed) = convert::run_inputs(&args.batch.inputs, &h5_dir, args.shard, workers)?;
+    let (status, _) = execute(job, &inputs, opts, args.options.json)?;
+    // an export that could not be converted is a failed experiment
+    Ok(if status == OK && !failed.is_empty() {
+        PARTIAL
+    } else {
+        status
+    })
 }
 
 fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {

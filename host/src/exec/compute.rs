@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use oect_plugin_api::{Channel, Dim, FeatureValue, StepContext, StepInput};
 
-use crate::graph::{FeatureGraph, Input, Op, Source};
+use crate::graph::{FeatureGraph, Input, Op, Rows, Source};
 use crate::plugins::Extractor;
 use crate::source::{Sampling, StepBlock};
 
@@ -267,6 +267,41 @@ pub fn derived_chunk(
         part.push(step, result, declared);
     }
     part
+}
+
+/// Runs every per-step node that reads `source` (directly or through other per-step
+/// features) over the steps of `block`, in topological order. The result is indexed like
+/// `graph.nodes`: `Some` for those nodes, `None` for the others.
+pub fn block_parts(
+    graph: &Arc<FeatureGraph>,
+    source: Source,
+    block: &StepBlock,
+    experiment: &str,
+    sampling: &[Option<Sampling>],
+    limits: &Limits,
+) -> Vec<Option<Part>> {
+    let range = block.first_step..block.first_step + block.n_steps();
+    let mut parts: Vec<Option<Part>> = vec![None; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if node.rows != Rows::Source(source) || !matches!(node.op, Op::Extract(_)) {
+            continue;
+        }
+        let part = if node.inputs == [Input::Source(source)] {
+            source_chunk(graph, i, source, block, experiment, sampling, limits)
+        } else {
+            let inputs: Vec<&Part> = node
+                .inputs
+                .iter()
+                .filter_map(|inp| match inp {
+                    Input::Feature(j) => parts[*j].as_ref(),
+                    Input::Source(_) => None,
+                })
+                .collect();
+            derived_chunk(graph, i, &inputs, range.clone(), experiment, limits)
+        };
+        parts[i] = Some(part);
+    }
+    parts
 }
 
 #[cfg(test)]

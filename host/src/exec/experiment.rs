@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::compute::{self, Part};
 use super::{Ctx, Outcome, Phase, Prepared, Progress};
-use crate::graph::{Input, Op, Rows};
+use crate::graph::{Op, Rows};
 
 pub(super) fn run(ctx: &Arc<Ctx>, inputs: &[PathBuf], progress: &Progress) -> Vec<Outcome> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -54,45 +54,22 @@ fn compute_experiment(ctx: &Ctx, prep: &Prepared) -> Outcome {
                     }
                 }
             };
-            // Per-step nodes of this source, in topological order.
-            let mut chunk_parts: Vec<Option<Part>> = vec![None; graph.nodes.len()];
-            for (i, node) in graph.nodes.iter().enumerate() {
-                if node.rows != Rows::Source(source) || !matches!(node.op, Op::Extract(_)) {
-                    continue;
-                }
-                ctx.tasks.fetch_add(1, Ordering::Relaxed);
-                let part = ctx.timed(Phase::Extract, || {
-                    if node.inputs == [Input::Source(source)] {
-                        compute::source_chunk(
-                            &ctx.graph,
-                            i,
-                            source,
-                            &block,
-                            &prep.id,
-                            &prep.sampling,
-                            &ctx.limits,
-                        )
-                    } else {
-                        let inputs: Vec<&Part> = node
-                            .inputs
-                            .iter()
-                            .filter_map(|inp| match inp {
-                                Input::Feature(j) => chunk_parts[*j].as_ref(),
-                                Input::Source(_) => None,
-                            })
-                            .collect();
-                        compute::derived_chunk(
-                            &ctx.graph,
-                            i,
-                            &inputs,
-                            range.clone(),
-                            &prep.id,
-                            &ctx.limits,
-                        )
-                    }
-                });
-                chunk_parts[i] = Some(part);
-            }
+            let per_step = graph
+                .nodes
+                .iter()
+                .filter(|n| n.rows == Rows::Source(source) && matches!(n.op, Op::Extract(_)))
+                .count();
+            ctx.tasks.fetch_add(per_step, Ordering::Relaxed);
+            let chunk_parts = ctx.timed(Phase::Extract, || {
+                compute::block_parts(
+                    &ctx.graph,
+                    source,
+                    &block,
+                    &prep.id,
+                    &prep.sampling,
+                    &ctx.limits,
+                )
+            });
             for (column, part) in columns.iter_mut().zip(chunk_parts) {
                 if let Some(part) = part {
                     match column {

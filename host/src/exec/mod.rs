@@ -15,6 +15,7 @@
 
 pub mod compute;
 mod experiment;
+pub mod incremental;
 mod progress;
 mod step;
 pub mod table;
@@ -203,6 +204,20 @@ pub struct TimeSplit {
 }
 
 impl Ctx {
+    fn new(graph: FeatureGraph, config: FeatureConfig, sink: Sink, opts: RunOptions) -> Ctx {
+        Ctx {
+            limits: compute::Limits::new(opts.step_timeout, graph.nodes.len()),
+            graph: Arc::new(graph),
+            config,
+            sink,
+            opts,
+            claimed: Mutex::new(HashMap::new()),
+            tasks: std::sync::atomic::AtomicUsize::new(0),
+            phase_ns: Default::default(),
+            read_fallbacks: AtomicUsize::new(0),
+        }
+    }
+
     /// Runs `f`, adding its duration to `phase`.
     fn timed<T>(&self, phase: Phase, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
@@ -227,12 +242,7 @@ struct Prepared {
     exp: Experiment,
     /// `chip-device`, for extractor messages.
     id: String,
-    key: ExperimentKey,
-    source_hash: String,
-    /// The table's rows and key columns.
-    layout: table::RowLayout,
-    /// Steps per data source the graph reads.
-    steps: BTreeMap<Source, usize>,
+    table: TableSource,
     chunks: BTreeMap<Source, Vec<Range<usize>>>,
     /// Sampling parameters per transient step.
     sampling: Vec<Option<Sampling>>,
@@ -389,12 +399,15 @@ impl Ctx {
             None => Vec::new(),
         };
         Ok(Prepared {
+            table: TableSource {
+                input: path.to_path_buf(),
+                key,
+                source_hash,
+                layout,
+                steps,
+            },
             exp,
             id,
-            key,
-            source_hash,
-            layout,
-            steps,
             chunks,
             sampling,
             started,
@@ -403,11 +416,15 @@ impl Ctx {
 
     /// Assembles and writes a complete experiment.
     fn finish(&self, prep: &Prepared, columns: Vec<Option<Part>>) -> Outcome {
-        self.timed(Phase::Write, || self.write(prep, columns))
+        self.timed(Phase::Write, || {
+            self.write(&prep.table, columns, prep.started)
+        })
     }
 
-    fn write(&self, prep: &Prepared, columns: Vec<Option<Part>>) -> Outcome {
-        let assembled = table::assemble(&self.graph, columns, &prep.layout);
+    /// Assembles the table of one experiment from its per-step columns and writes it;
+    /// `started` is when its computation began.
+    fn write(&self, src: &TableSource, columns: Vec<Option<Part>>, started: Instant) -> Outcome {
+        let assembled = table::assemble(&self.graph, columns, &src.layout);
         let rows = assembled.table.rows();
         let sum = |m: &BTreeMap<String, usize>| m.values().sum::<usize>();
         let (step_errors, no_fit_steps, nonfinite_steps) = (
@@ -424,16 +441,16 @@ impl Ctx {
         units.insert("elapsed_s".into(), "s".into());
         let meta = OutputMeta {
             format_version: FORMAT_VERSION,
-            chip_id: prep.exp.chip_id.clone(),
-            device_id: prep.exp.device_id.clone(),
-            test_id: prep.key.test_id.clone(),
+            chip_id: src.key.chip_id.clone(),
+            device_id: src.key.device_id.clone(),
+            test_id: src.key.test_id.clone(),
             config_name: self.config.name.clone(),
             config_origin: self.config.origin.clone(),
             config_identity: self.config.identity.clone(),
             config_hash: self.graph.content_hash.clone(),
-            source_file: prep.exp.path.display().to_string(),
-            source_hash: prep.source_hash.clone(),
-            test_started_at: prep
+            source_file: src.input.display().to_string(),
+            source_hash: src.source_hash.clone(),
+            test_started_at: src
                 .layout
                 .started
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
@@ -450,13 +467,13 @@ impl Ctx {
                     library_sha256: p.library_sha256.clone(),
                 })
                 .collect(),
-            steps: prep
+            steps: src
                 .steps
                 .iter()
                 .map(|(s, n)| (s.name().to_string(), *n))
                 .collect(),
             rows,
-            alignment: prep.layout.alignment.map(|a| a.name().to_string()),
+            alignment: src.layout.alignment.map(|a| a.name().to_string()),
             units,
             features,
             feature_errors: assembled.feature_errors,
@@ -464,19 +481,19 @@ impl Ctx {
             feature_nonfinite: assembled.feature_nonfinite,
             errors: assembled.errors.iter().take(100).cloned().collect(),
         };
-        match self.sink.write(&prep.key, &assembled.table, &meta) {
+        match self.sink.write(&src.key, &assembled.table, &meta) {
             Ok(output) => Outcome::Written {
-                input: prep.exp.path.clone(),
+                input: src.input.clone(),
                 output,
                 rows,
-                seconds: prep.started.elapsed().as_secs_f64(),
+                seconds: started.elapsed().as_secs_f64(),
                 step_errors,
                 no_fit_steps,
                 nonfinite_steps,
                 errors: assembled.errors,
             },
             Err(e) => Outcome::Failed {
-                input: prep.exp.path.clone(),
+                input: src.input.clone(),
                 reason: e.to_string(),
             },
         }
@@ -498,6 +515,21 @@ pub fn experiment_key(exp: &Experiment) -> ExperimentKey {
     }
 }
 
+/// What a table is computed from, besides the values: the experiment, its input and
+/// fingerprint, and its rows.
+#[derive(Debug, Clone)]
+pub struct TableSource {
+    /// The experiment file (or, while a test runs, its export folder).
+    pub input: PathBuf,
+    pub key: ExperimentKey,
+    /// Fingerprint of the input ([`source_hash`]), for skipping up-to-date experiments.
+    pub source_hash: String,
+    /// The table's rows and key columns.
+    pub layout: table::RowLayout,
+    /// Steps per data source the graph reads.
+    pub steps: BTreeMap<Source, usize>,
+}
+
 /// Runs `graph` over `inputs` (files, in the order given) and writes to `sink`.
 pub fn run(
     graph: FeatureGraph,
@@ -509,17 +541,7 @@ pub fn run(
     let start = Instant::now();
     sink.remove_stale_temps();
     let progress = Progress::start(opts.progress, inputs.len());
-    let ctx = Arc::new(Ctx {
-        limits: compute::Limits::new(opts.step_timeout, graph.nodes.len()),
-        graph: Arc::new(graph),
-        config,
-        sink,
-        opts: opts.clone(),
-        claimed: Mutex::new(HashMap::new()),
-        tasks: std::sync::atomic::AtomicUsize::new(0),
-        phase_ns: Default::default(),
-        read_fallbacks: AtomicUsize::new(0),
-    });
+    let ctx = Arc::new(Ctx::new(graph, config, sink, opts.clone()));
     let mut outcomes = match opts.mode {
         Mode::Step => step::run(&ctx, inputs, &progress),
         Mode::Experiment => experiment::run(&ctx, inputs, &progress),

@@ -169,12 +169,6 @@ fn newest_input(folder: &Path) -> Option<SystemTime> {
         .max()
 }
 
-/// The parsed steps of one kind and what was skipped.
-struct Parsed<'a> {
-    steps: Vec<&'a PlannedStep>,
-    data: Vec<StepData>,
-}
-
 /// Writes the HDF5 file of `export` to `output`; returns the step counts and warnings.
 fn write_export(
     export: &Export,
@@ -208,16 +202,10 @@ fn write_export(
         .par_iter()
         .map(|s| read_step(s.csv.as_ref().expect("filtered"), Kind::Transfer))
         .collect();
-    let mut transfer = Parsed {
-        steps: Vec::new(),
-        data: Vec::new(),
-    };
+    let mut transfer: Vec<(&PlannedStep, StepData)> = Vec::new();
     for (s, r) in planned.into_iter().zip(results) {
         match r {
-            Ok(d) => {
-                transfer.steps.push(s);
-                transfer.data.push(d);
-            }
+            Ok(d) => transfer.push((s, d)),
             Err(e) => warnings.push(format!("{}: {e}; step skipped", describe(s))),
         }
     }
@@ -288,10 +276,10 @@ fn write_export(
         let _ = std::fs::remove_file(&tmp);
         return Err(fail(format!("writing {}: {e}", output.display())));
     }
-    if transfer.steps.is_empty() && transient.is_empty() {
+    if transfer.is_empty() && transient.is_empty() {
         warnings.push("no transfer or transient step with data: the file has neither group".into());
     }
-    Ok((transfer.steps.len(), transient.len(), warnings))
+    Ok((transfer.len(), transient.len(), warnings))
 }
 
 /// Streams the transient CSVs, a batch in parallel at a time.
@@ -321,12 +309,12 @@ impl TransientSource for CsvSource<'_> {
 
 fn write_file(
     export: &Export,
-    transfer: &Parsed,
+    transfer: &[(&PlannedStep, StepData)],
     transient: &[(&PlannedStep, usize)],
     name: &str,
     tmp: &Path,
 ) -> Result<(), WriteError> {
-    let spec = file_spec(export, transfer, transient, name);
+    let spec = file_spec(export, transfer, transient, name, &export_time());
     let mut source = CsvSource {
         paths: transient
             .iter()
@@ -337,12 +325,15 @@ fn write_file(
     h5::write(tmp, &spec, &mut source)
 }
 
-/// Everything of the file but the transient samples.
-fn file_spec(
+/// Everything of the file of `export` but the transient samples: the stored transfer steps
+/// with their data, the stored transient steps with their lengths, the file's name and the
+/// `export_time_utc` to record.
+pub(crate) fn file_spec(
     export: &Export,
-    transfer: &Parsed,
+    transfer: &[(&PlannedStep, StepData)],
     transient: &[(&PlannedStep, usize)],
     name: &str,
+    export_time: &str,
 ) -> FileSpec {
     let info = &export.info;
     let mut attrs = vec![(
@@ -375,7 +366,7 @@ fn file_spec(
         ("source_folder_name", base(&folder)),
         ("source_folder_path", folder.to_string_lossy().into_owned()),
         ("source_json_name", base(&export.info_path)),
-        ("export_time_utc", export_time()),
+        ("export_time_utc", export_time.to_owned()),
         ("chip_id", chip),
         ("device_number", device),
         ("description", description),
@@ -385,15 +376,14 @@ fn file_spec(
         attrs.push((k.to_owned(), Attr::Utf8(v)));
     }
 
-    let transfer_group = (!transfer.steps.is_empty()).then(|| {
+    let transfer_group = (!transfer.is_empty()).then(|| {
         let rows: Vec<_> = transfer
-            .steps
             .iter()
             .enumerate()
-            .map(|(i, s)| step_row(export.step_json(s), i))
+            .map(|(i, (s, _))| step_row(export.step_json(s), i))
             .collect();
         TransferGroup {
-            steps: transfer.data.clone(),
+            steps: transfer.iter().map(|(_, d)| d.clone()).collect(),
             table: StepTable::from_rows(&rows),
         }
     });

@@ -190,6 +190,21 @@ pub(crate) fn records(
     out
 }
 
+/// The record [`records`] gives a step from its own `test_info` entry and the workflow text,
+/// for a caller that has the entry but no file yet (`oect watch`, while a test runs). The
+/// converter's step table holds the same entry's fields, so the records agree.
+pub fn step_record(step: &Value, workflow: Option<&str>, kind: &str) -> StepRecord {
+    let mut record = StepRecord::default();
+    if let Ok(entry) = serde_json::from_value::<JsonStep>(step.clone()) {
+        record.data_file = entry.data_file.clone().filter(|f| !f.is_empty());
+        record.merge(&entry);
+    }
+    if let Some(planned) = workflow.and_then(|w| workflow_params(w, kind)) {
+        record.params = record.params.or(planned);
+    }
+    record
+}
+
 /// The parameters of the first workflow node of `kind`, searching loops depth-first.
 fn workflow_params(text: &str, kind: &str) -> Option<StepParams> {
     fn first<'a>(node: &'a Value, kind: &str) -> Option<&'a Value> {

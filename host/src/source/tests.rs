@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::chunked::{ChunkedF64, DirectError, Gaps, Measurement, Slab};
 use super::reader::FixedBytes;
 use super::*;
+use crate::ingest::synth::{generate, DeviceType, Generated, SynthSpec};
 
 /// A per-test scratch directory, removed when dropped.
 struct TempDir(PathBuf);
@@ -55,7 +56,7 @@ fn f(v: &Value) -> f64 {
 }
 
 /// Asserts that `err` names `path` and contains `problem`.
-fn assert_error(err: SourceError, path: &Path, problem: &str) {
+fn assert_error(err: impl std::fmt::Display, path: &Path, problem: &str) {
     let text = err.to_string();
     assert!(
         text.starts_with(&path.display().to_string()),

@@ -1,30 +1,32 @@
-//! Synthetic experiment files behind `oect generate`: layout variant A of the batch format (what
-//! the lab's csv2hdf converter writes, see `specs/hdf5_format.md`) filled with a known device
-//! model, plus a `<file>.truth.json` sidecar holding the parameters the features should recover.
+//! Synthetic experiments behind `oect generate`, filled with a known device model, plus a
+//! `<file>.truth.json` sidecar holding the parameters the features should recover.
 //!
-//! Same model and layout as `tools/make_synthetic_h5.py`, but not its random numbers. The work is
-//! linear in the number of samples and streams the transient data to the file in chunk-aligned
-//! slabs, so memory stays bounded however many steps a file has.
+//! An experiment is built as the instrument would record it (its `test_info.json`, workflow
+//! and step data) and then either written as the instrument's export folder, or converted
+//! in memory by the converter's own writer ([`super::convert`], [`super::h5`]): so a generated
+//! HDF5 file and `oect convert` of the generated export are the same file. Same model and
+//! layout as `tools/make_synthetic_h5.py`, but not its random numbers. The work is linear in
+//! the number of samples and the transient data is streamed, so memory stays bounded however
+//! many steps a file has.
 
 use std::f64::consts::PI;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
 
-use hdf5::dataset::FillTime;
-use hdf5::types::{
-    CompoundField, CompoundType, FloatSize, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode,
-};
-use hdf5::{Dataset, File, Group, H5Type, Location};
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 
-use super::reader::{FixedBytes, SourceError};
+use super::convert::file_spec;
+use super::csv::StepData;
+use super::export::{clean, sanitize, Export, ExportError, Kind, PlannedStep, FINAL_INFO};
+use super::h5::{self, TransientSource, FORMAT_VERSION};
+use super::json::Json;
 
-const FORMAT_VERSION: &str = "2.0_direct_new_storage";
 const DESCRIPTION: &str = "synthetic";
 const TEST_UNIT_ID: &str = "Test Unit A1";
+/// `export_time_utc` of generated files (fixed, so that a seed always gives the same file).
 const EXPORT_TIME: &str = "2025-08-16T00:00:00.000000+00:00";
 const CREATED_AT: &str = "2025-08-15T13:42:11.123456";
 /// `CREATED_AT` in microseconds since 1970-01-01: the instrument clock the steps start from.
@@ -43,8 +45,6 @@ const VG_BOTTOM_MV: i64 = -300;
 const VG_TOP_MV: i64 = 600;
 const TAU_GROWTH: f64 = 0.5;
 const TRANSIMPEDANCE_OHMS: f64 = 100.0;
-/// Transient points buffered before a write (rounded to whole chunks): ~6 MB for three rows.
-const SLAB_POINTS: usize = 1 << 18;
 
 /// Device polarity: N-type current is positive and rises with Vg, P-type is negative and rises
 /// (in magnitude) as Vg falls.
@@ -54,9 +54,10 @@ pub enum DeviceType {
     P,
 }
 
-/// What to generate. Experiment k (0-based) gets chip `"<chip_prefix><k+1:04>"` (or
-/// `chip_id` when set) and device number `"<k+1>"`, so the defaults reproduce the
-/// predecessor script's `#SYN0001`, device `1`.
+/// What to generate. Experiment k (0-based) gets chip `"<chip_prefix><k+1:04>"` and device
+/// number `"<k+1>"`: device `k % n + 1` of chip `k / n + 1` with `devices_per_chip = n`, or
+/// device `k + 1` of `chip_id` when that is set. The defaults reproduce the predecessor
+/// script's `#SYN0001`, device `1`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SynthSpec {
     pub n_experiments: usize,
@@ -95,6 +96,9 @@ pub struct SynthSpec {
     pub chip_prefix: String,
     /// Every experiment on this chip (devices 1..N), like the devices of one real chip.
     pub chip_id: Option<String>,
+    /// Devices measured on each chip: experiment k is device `k % n + 1` of chip `k / n + 1`.
+    /// `None`: every experiment on its own chip, device number `k + 1`.
+    pub devices_per_chip: Option<usize>,
 }
 
 impl Default for SynthSpec {
@@ -124,6 +128,7 @@ impl Default for SynthSpec {
             seed: 0,
             chip_prefix: "#SYN".to_owned(),
             chip_id: None,
+            devices_per_chip: None,
         }
     }
 }
@@ -135,13 +140,34 @@ pub struct Generated {
     pub truth_path: PathBuf,
 }
 
-/// Writes `spec.n_experiments` files (and their truth sidecars) into `out_dir`.
-pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<Vec<Generated>, SourceError> {
-    let design = Design::new(spec).map_err(|m| SourceError::new(out_dir, m))?;
+/// What `generate` writes per experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Hdf5,
+    Export,
+}
+
+/// Writes `spec.n_experiments` HDF5 files (and their truth sidecars) into `out_dir`.
+pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<Vec<Generated>, ExportError> {
+    generate_as(spec, out_dir, Output::Hdf5)
+}
+
+/// Writes `spec.n_experiments` instrument export folders (and truth sidecars beside them)
+/// into `out_dir`: the same experiments, seed for seed, as [`generate`] writes as HDF5.
+pub fn generate_exports(spec: &SynthSpec, out_dir: &Path) -> Result<Vec<Generated>, ExportError> {
+    generate_as(spec, out_dir, Output::Export)
+}
+
+fn generate_as(
+    spec: &SynthSpec,
+    out_dir: &Path,
+    output: Output,
+) -> Result<Vec<Generated>, ExportError> {
+    let design = Design::new(spec).map_err(|m| ExportError::new(out_dir, m))?;
     fs::create_dir_all(out_dir)
-        .map_err(|e| SourceError::new(out_dir, format!("cannot create directory: {e}")))?;
+        .map_err(|e| ExportError::new(out_dir, format!("cannot create directory: {e}")))?;
     (0..spec.n_experiments)
-        .map(|k| write_experiment(&design, k, out_dir))
+        .map(|k| write_experiment(&design, k, out_dir, output))
         .collect()
 }
 
@@ -211,26 +237,11 @@ impl Rng {
 // ---------------------------------------------------------------------------------------------
 // experiment design (shared by all experiments of a spec) and per-step plan
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Transfer,
-    Transient,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Transfer => "transfer",
-            Kind::Transient => "transient",
-        }
-    }
-
-    /// The instrument's (Chinese) label in `path_readable`.
-    fn label(self) -> &'static str {
-        match self {
-            Kind::Transfer => "转移特性",
-            Kind::Transient => "瞬态特性",
-        }
+/// The instrument's (Chinese) label of a step kind in `path_readable`.
+fn label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Transfer => "转移特性",
+        Kind::Transient => "瞬态特性",
     }
 }
 
@@ -266,6 +277,9 @@ impl<'a> Design<'a> {
         let non_negative = |v: f64| v.is_finite() && v >= 0.0;
         if spec.n_steps == 0 {
             return Err("synthetic spec: n_steps must be at least 1".into());
+        }
+        if spec.devices_per_chip == Some(0) {
+            return Err("synthetic spec: devices_per_chip must be at least 1".into());
         }
         if !spec.transfer && !spec.transient {
             return Err("synthetic spec: enable transfer or transient steps (or both)".into());
@@ -412,7 +426,7 @@ impl<'a> Design<'a> {
 }
 
 /// Kind-specific part of a step plan.
-enum StepData {
+enum StepKind {
     Transfer {
         n_points: usize,
     },
@@ -437,22 +451,22 @@ struct StepPlan {
     start_us: i64,
     end_us: i64,
     data_file: String,
-    data: StepData,
+    data: StepKind,
     noise_seed: u64,
 }
 
 impl StepPlan {
     fn kind(&self) -> Kind {
         match self.data {
-            StepData::Transfer { .. } => Kind::Transfer,
-            StepData::Transient { .. } => Kind::Transient,
+            StepKind::Transfer { .. } => Kind::Transfer,
+            StepKind::Transient { .. } => Kind::Transient,
         }
     }
 
     fn n_points(&self, design: &Design) -> usize {
         match self.data {
-            StepData::Transfer { n_points } => n_points,
-            StepData::Transient { cycles, .. } => cycles * design.pts_per_cycle,
+            StepKind::Transfer { n_points } => n_points,
+            StepKind::Transient { cycles, .. } => cycles * design.pts_per_cycle,
         }
     }
 }
@@ -493,7 +507,7 @@ fn plan_steps(design: &Design, seed: u64) -> Vec<StepPlan> {
                         n_points = full.saturating_sub(cut).max(1);
                     }
                     let duration = n_points as f64 * TRANSFER_TIME_STEP_MS as f64 / 1000.0;
-                    (StepData::Transfer { n_points }, duration)
+                    (StepKind::Transfer { n_points }, duration)
                 }
                 Kind::Transient => {
                     let mut cycles = spec.n_cycles;
@@ -513,7 +527,7 @@ fn plan_steps(design: &Design, seed: u64) -> Vec<StepPlan> {
                     let tau_off_cycles = per_cycle(tau_off);
                     let duration = (cycles * design.pts_per_cycle) as f64 * design.dt;
                     (
-                        StepData::Transient {
+                        StepKind::Transient {
                             cycles,
                             tau_on,
                             tau_off,
@@ -722,6 +736,7 @@ struct IterationInfo {
 struct WorkflowInfo {
     step_index: usize,
     total_steps: usize,
+    path: Vec<PathNode>,
     path_readable: String,
     iteration_info: Option<IterationInfo>,
 }
@@ -738,72 +753,125 @@ struct StepJson<'a> {
     data_file: &'a str,
 }
 
-/// The cleaned `test_info.json`, keys in the order the lab's cleaning pass leaves them.
+/// A node of `workflow_info.path` (the lab's cleaning drops it; the raw export has it).
 #[derive(Serialize)]
-struct TestInfo<'a> {
-    sync_mode: bool,
-    batch_id: &'a str,
-    test_id: &'a str,
-    name: &'a str,
-    description: &'a str,
-    test_unit_id: &'a str,
+#[serde(untagged)]
+enum PathNode {
+    Position {
+        index: usize,
+        total: usize,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Iteration {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        current: usize,
+        total: usize,
+    },
+}
+
+#[derive(Serialize)]
+struct RawParams {
+    steps: Vec<WorkflowNode>,
+}
+
+/// `metadata` of the instrument's test_info.json.
+#[derive(Serialize)]
+struct RawMetadata<'a> {
+    raw_params: RawParams,
+    total_steps: usize,
     chip_id: &'a str,
     device_number: &'a str,
-    port: &'a str,
-    baudrate: i64,
-    created_at: &'a str,
-    completed_at: &'a str,
-    status: &'a str,
-    total_steps: usize,
-    completed_steps: usize,
-    completion_percentage: f64,
-    steps: Vec<StepJson<'a>>,
+    sync_mode: bool,
+    batch_id: &'a str,
     transimpedance_ohms: f64,
     transient_packet_size: i64,
     baseline_current: f64,
 }
 
-/// Python's `json.dumps` defaults: `", "` and `": "` separators, non-ASCII as `\uXXXX`.
-struct PyJsonFormatter;
-
-impl serde_json::ser::Formatter for PyJsonFormatter {
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
-    }
-
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.begin_array_value(w, first)
-    }
-
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut plain = 0;
-        for (i, ch) in fragment.char_indices().filter(|(_, c)| !c.is_ascii()) {
-            w.write_all(&fragment.as_bytes()[plain..i])?;
-            for unit in ch.encode_utf16(&mut [0; 2]) {
-                write!(w, "\\u{unit:04x}")?;
-            }
-            plain = i + ch.len_utf8();
-        }
-        w.write_all(&fragment.as_bytes()[plain..])
-    }
+#[derive(Serialize)]
+struct RunSummary {
+    completed_steps: usize,
+    total_steps: usize,
+    completion_percentage: f64,
 }
 
-fn python_json<T: Serialize>(value: &T) -> Result<String, String> {
-    let mut ser = serde_json::Serializer::with_formatter(Vec::new(), PyJsonFormatter);
-    value.serialize(&mut ser).map_err(|e| e.to_string())?;
-    String::from_utf8(ser.into_inner()).map_err(|e| e.to_string())
+/// `test_info.json` as the instrument writes it (the converter cleans it, §7.3).
+#[derive(Serialize)]
+struct RawTestInfo<'a> {
+    test_id: &'a str,
+    device_id: &'a str,
+    test_type: &'a str,
+    port: &'a str,
+    baudrate: i64,
+    name: &'a str,
+    description: &'a str,
+    created_at: &'a str,
+    metadata: RawMetadata<'a>,
+    steps: Vec<StepJson<'a>>,
+    completed_at: &'a str,
+    status: &'a str,
+    summary: RunSummary,
+}
+
+/// The instrument's `test_info.json` of an experiment, in the key order it writes.
+fn raw_info(design: &Design, names: &Names, plans: &[StepPlan]) -> Json {
+    let completed_at = iso_time(plans.last().map_or(CLOCK_START_US, |p| p.end_us));
+    let steps = plans
+        .iter()
+        .map(|p| StepJson {
+            kind: p.kind().name(),
+            start_time: iso_time(p.start_us),
+            end_time: iso_time(p.end_us),
+            params: match p.kind() {
+                Kind::Transfer => Params::Transfer(design.transfer_params(true)),
+                Kind::Transient => Params::Transient(design.transient_params(true)),
+            },
+            reason: p.kind().name(),
+            workflow_info: workflow_info(design, p),
+            data_file: &p.data_file,
+        })
+        .collect();
+    let unit_name = format!("{TEST_UNIT_ID}_20250815134211");
+    let info = RawTestInfo {
+        test_id: &names.test_id,
+        device_id: TEST_UNIT_ID,
+        test_type: "workflow",
+        port: "COM7",
+        baudrate: 512_000,
+        name: &unit_name,
+        description: DESCRIPTION,
+        created_at: CREATED_AT,
+        metadata: RawMetadata {
+            raw_params: RawParams {
+                steps: workflow(design),
+            },
+            total_steps: plans.len(),
+            chip_id: &names.chip_id,
+            device_number: &names.device_number,
+            sync_mode: true,
+            batch_id: &names.batch_id,
+            transimpedance_ohms: TRANSIMPEDANCE_OHMS,
+            transient_packet_size: 7,
+            baseline_current: 0.0,
+        },
+        steps,
+        completed_at: &completed_at,
+        status: "completed",
+        summary: RunSummary {
+            completed_steps: plans.len(),
+            total_steps: plans.len(),
+            completion_percentage: 100.0,
+        },
+    };
+    to_json(&info)
+}
+
+/// A serialisable value as [`Json`] (serde keeps struct field order in the text).
+fn to_json<T: Serialize>(value: &T) -> Json {
+    let text = serde_json::to_vec(value).expect("plain data serialises");
+    Json::parse(&text).expect("serde_json writes valid JSON")
 }
 
 /// `datetime.isoformat()` of a naive local time given in µs since 1970-01-01: microseconds are
@@ -833,33 +901,6 @@ fn iso_time(us: i64) -> String {
     }
 }
 
-/// The predecessor's name sanitising: path-hostile characters to `_`, whitespace runs to one
-/// space, trimmed, at most 120 characters, `NA` when empty.
-fn sanitize(s: &str) -> String {
-    let s = s.trim();
-    if s.is_empty() {
-        return "NA".to_owned();
-    }
-    // trimmed first, so collapsing whitespace runs never leaves a space at either end
-    let replaced: String = s
-        .chars()
-        .map(|c| {
-            if "\\/:*?\"<>|\r\n\t".contains(c) {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let collapsed = replaced.split_whitespace().collect::<Vec<_>>().join(" ");
-    collapsed
-        .chars()
-        .take(120)
-        .collect::<String>()
-        .trim_end()
-        .to_owned()
-}
-
 /// Where a step sits in the workflow, as the instrument records it.
 fn workflow_info(design: &Design, plan: &StepPlan) -> WorkflowInfo {
     let spec = design.spec;
@@ -868,11 +909,28 @@ fn workflow_info(design: &Design, plan: &StepPlan) -> WorkflowInfo {
     } else {
         1
     };
-    let label = plan.kind().label();
+    let label = label(plan.kind());
     match plan.iteration {
         Some(it) => WorkflowInfo {
             step_index: plan.inner_pos + 1,
             total_steps: design.inner.len(),
+            path: vec![
+                PathNode::Position {
+                    index: 1,
+                    total: top_total,
+                    kind: "loop",
+                },
+                PathNode::Iteration {
+                    kind: "iteration",
+                    current: it + 1,
+                    total: spec.n_steps,
+                },
+                PathNode::Position {
+                    index: plan.inner_pos + 1,
+                    total: design.inner.len(),
+                    kind: plan.kind().name(),
+                },
+            ],
             path_readable: format!(
                 "循环[1/{top_total}] > 迭代{}/{} > {label}[{}/{}]",
                 it + 1,
@@ -891,6 +949,11 @@ fn workflow_info(design: &Design, plan: &StepPlan) -> WorkflowInfo {
         None => WorkflowInfo {
             step_index: 2,
             total_steps: 2,
+            path: vec![PathNode::Position {
+                index: 2,
+                total: top_total,
+                kind: plan.kind().name(),
+            }],
             path_readable: format!("{label}[2/{top_total}]"),
             iteration_info: None,
         },
@@ -931,298 +994,240 @@ fn workflow(design: &Design) -> Vec<WorkflowNode> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// step_info_table
+// writing: an HDF5 file through the converter's writer, or an instrument export folder
 
-/// In-memory row of a step table. HDF5 converts it to the file's packed compound by field name:
-/// numbers to the column's int64/float64, strings truncated to the column width, and
-/// `start/end_data_index` dropped for the transfer table, whose file type lacks them.
-#[derive(H5Type, Clone, Copy)]
-#[repr(C)]
-struct TableRow {
-    step_index: f64,
-    #[hdf5(rename = "type")]
-    kind: FixedBytes<16, false>,
-    start_time: FixedBytes<32, false>,
-    end_time: FixedBytes<32, false>,
-    reason: FixedBytes<16, false>,
-    data_file: FixedBytes<64, false>,
-    workflow_step_index: f64,
-    workflow_total_steps: f64,
-    workflow_path_readable: FixedBytes<256, false>,
-    workflow_iteration_info_type: FixedBytes<16, false>,
-    workflow_iteration_info_total: f64,
-    workflow_iteration_info_current: f64,
-    start_data_index: f64,
-    end_data_index: f64,
+/// The transient samples of an experiment, generated a batch of steps at a time in parallel
+/// (each step has its own noise seed, so the values do not depend on the batching).
+struct SynthTransient<'a> {
+    design: &'a Design<'a>,
+    plans: Vec<&'a StepPlan>,
+    next: usize,
 }
 
-fn fixed<const N: usize>(s: &str) -> FixedBytes<N, false> {
-    let mut buf = [0; N];
-    let n = s.len().min(N);
-    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-    FixedBytes(buf)
-}
-
-/// The text columns of one row, kept to size the file's string columns.
-struct RowText {
-    kind: &'static str,
-    start_time: String,
-    end_time: String,
-    data_file: String,
-    path_readable: String,
-    in_loop: bool,
-}
-
-/// The file type of a step table, as pandas/numpy infer it from the row dicts: integer columns
-/// with a missing value become float64, text becomes `S<max(10, longest in characters)>`.
-fn table_type(texts: &[RowText], with_indices: bool) -> TypeDescriptor {
-    let width = |f: &dyn Fn(&RowText) -> usize| texts.iter().map(f).max().unwrap_or(0).max(10);
-    let all_in_loop = texts.iter().all(|t| t.in_loop);
-    let iteration = if all_in_loop {
-        TypeDescriptor::Integer(IntSize::U8)
-    } else {
-        TypeDescriptor::Float(FloatSize::U8)
-    };
-    let int = TypeDescriptor::Integer(IntSize::U8);
-    let kind_width = width(&|t: &RowText| t.kind.len());
-    // a row outside the loop has no iteration info: pandas sees NaN, printed "nan"
-    let loop_width = width(&|t: &RowText| if t.in_loop { "loop".len() } else { "nan".len() });
-    let mut fields = vec![
-        ("step_index", int.clone()),
-        ("type", TypeDescriptor::FixedAscii(kind_width)),
-        (
-            "start_time",
-            TypeDescriptor::FixedAscii(width(&|t| t.start_time.chars().count())),
-        ),
-        (
-            "end_time",
-            TypeDescriptor::FixedAscii(width(&|t| t.end_time.chars().count())),
-        ),
-        ("reason", TypeDescriptor::FixedAscii(kind_width)),
-        (
-            "data_file",
-            TypeDescriptor::FixedAscii(width(&|t| t.data_file.chars().count())),
-        ),
-        ("workflow_step_index", int.clone()),
-        ("workflow_total_steps", int.clone()),
-        (
-            "workflow_path_readable",
-            TypeDescriptor::FixedAscii(width(&|t| t.path_readable.chars().count())),
-        ),
-        (
-            "workflow_iteration_info_type",
-            TypeDescriptor::FixedAscii(loop_width),
-        ),
-        ("workflow_iteration_info_total", iteration.clone()),
-        ("workflow_iteration_info_current", iteration),
-    ];
-    if with_indices {
-        fields.push(("start_data_index", int.clone()));
-        fields.push(("end_data_index", int));
-    }
-    let mut offset = 0;
-    let fields = fields
-        .into_iter()
-        .enumerate()
-        .map(|(index, (name, ty))| {
-            let field = CompoundField {
-                name: name.to_owned(),
-                offset,
-                index,
-                ty,
-            };
-            offset += field.ty.size();
-            field
-        })
-        .collect();
-    TypeDescriptor::Compound(CompoundType {
-        fields,
-        size: offset,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// HDF5 writing
-
-fn h5err(message: impl Into<String>) -> hdf5::Error {
-    hdf5::Error::from(message.into())
-}
-
-fn put_utf8(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let v: VarLenUnicode = value
-        .parse()
-        .map_err(|e| h5err(format!("attribute {name}: {e}")))?;
-    loc.new_attr::<VarLenUnicode>()
-        .create(name)?
-        .write_scalar(&v)
-}
-
-/// Python `bytes` attributes: variable-length with the ASCII flag.
-fn put_ascii(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let v = VarLenAscii::from_ascii(value).map_err(|e| h5err(format!("attribute {name}: {e}")))?;
-    loc.new_attr::<VarLenAscii>().create(name)?.write_scalar(&v)
-}
-
-fn put_scalar<T: H5Type>(loc: &Location, name: &str, value: &T) -> hdf5::Result<()> {
-    loc.new_attr::<T>().create(name)?.write_scalar(value)
-}
-
-fn put_utf8_list(loc: &Location, name: &str, values: &[&str]) -> hdf5::Result<()> {
-    let values = values
-        .iter()
-        .map(|v| {
-            v.parse::<VarLenUnicode>()
-                .map_err(|e| h5err(format!("attribute {name}: {e}")))
-        })
-        .collect::<hdf5::Result<Vec<_>>>()?;
-    loc.new_attr::<VarLenUnicode>()
-        .shape(values.len())
-        .create(name)?
-        .write_raw(&values)
-}
-
-/// Chunk shape as h5py guesses it (so files match the predecessor's): halve the axes in turn
-/// until the chunk is near a target that grows with the dataset size (8 KiB … 1 MiB).
-fn guess_chunk(shape: &[usize], type_size: usize) -> Vec<usize> {
-    const BASE: f64 = 16.0 * 1024.0;
-    const MIN: f64 = 8.0 * 1024.0;
-    const MAX: f64 = 1024.0 * 1024.0;
-    let mut chunk: Vec<f64> = shape.iter().map(|&d| d.max(1) as f64).collect();
-    let bytes = |c: &[f64]| c.iter().product::<f64>() * type_size as f64;
-    let target = (BASE * 2f64.powf((bytes(&chunk) / (1024.0 * 1024.0)).log10())).clamp(MIN, MAX);
-    let mut axis = 0;
-    loop {
-        let b = bytes(&chunk);
-        let near = b < target || (b - target).abs() / target < 0.5;
-        if (near && b < MAX) || chunk.iter().product::<f64>() <= 1.0 {
-            break;
+impl TransientSource for SynthTransient<'_> {
+    fn next_batch(&mut self) -> Option<Result<Vec<StepData>, String>> {
+        if self.next >= self.plans.len() {
+            return None;
         }
-        let i = axis % chunk.len();
-        chunk[i] = (chunk[i] / 2.0).ceil();
-        axis += 1;
+        let n = (4 * rayon::current_num_threads()).max(8);
+        let batch = &self.plans[self.next..(self.next + n).min(self.plans.len())];
+        self.next += batch.len();
+        Some(Ok(batch
+            .par_iter()
+            .map(|p| transient_samples(self.design, p))
+            .collect()))
     }
-    chunk.into_iter().map(|c| c as usize).collect()
 }
 
-/// A chunked dataset with the predecessor's filters: shuffle → deflate(4) → fletcher32.
-fn filtered_dataset(
-    group: &Group,
-    name: &str,
-    dtype: TypeDescriptor,
-    shape: &[usize],
-) -> hdf5::Result<Dataset> {
-    let chunk = guess_chunk(shape, dtype.size());
-    group
-        .new_dataset_builder()
-        .empty_as(dtype)
-        .packed(true)
-        .shape(shape.to_vec())
-        .chunk(chunk)
-        .shuffle()
-        .deflate(4)
-        .fletcher32()
-        .fill_time(FillTime::IfSet)
-        .create(name)
-}
-
-fn labels(ds: &Dataset, dims: &[&str], types: &[&str], description: &str) -> hdf5::Result<()> {
-    put_utf8_list(ds, "dimension_labels", dims)?;
-    put_utf8_list(ds, "data_type_labels", types)?;
-    put_utf8(ds, "description", description)
-}
-
-fn write_table(
-    group: &Group,
-    rows: &[TableRow],
-    texts: &[RowText],
-    with_indices: bool,
-) -> hdf5::Result<()> {
-    let dtype = table_type(texts, with_indices);
-    let TypeDescriptor::Compound(compound) = &dtype else {
-        return Err(h5err("step table type is not a compound"));
+/// `(original_time, drain_current)` of one transient step, rounded like the instrument's CSV.
+fn transient_samples(design: &Design, p: &StepPlan) -> StepData {
+    let spec = design.spec;
+    let StepKind::Transient {
+        tau_on_cycles,
+        tau_off_cycles,
+        ..
+    } = &p.data
+    else {
+        return StepData::default();
     };
-    let columns: Vec<String> = compound.fields.iter().map(|f| f.name.clone()).collect();
-    let ds = filtered_dataset(group, "step_info_table", dtype, &[rows.len()])?;
-    ds.write_raw(rows)?;
-    put_utf8(
-        &ds,
-        "description",
-        "Step information table stored as structured array",
-    )?;
-    put_utf8_list(
-        &ds,
-        "columns",
-        &columns.iter().map(String::as_str).collect::<Vec<_>>(),
+    let levels = (
+        design.current(VG_BOTTOM_MV as f64 / 1000.0, p.vth, p.ion, p.width),
+        design.current(VG_TOP_MV as f64 / 1000.0, p.vth, p.ion, p.width),
+    );
+    let mut clean = Vec::new();
+    relax_square_wave(
+        design,
+        p.n_points(design),
+        levels,
+        (tau_on_cycles, tau_off_cycles),
+        &mut clean,
+    );
+    let mut rng = Rng::new(p.noise_seed);
+    let mut out = StepData {
+        x: Vec::with_capacity(clean.len()),
+        y: Vec::with_capacity(clean.len()),
+    };
+    for (k, &c) in clean.iter().enumerate() {
+        out.x.push(round3((k + 1) as f64 * design.dt));
+        let noisy = c + spec.noise_abs * rng.normal() + spec.noise_rel * c.abs() * rng.normal();
+        out.y.push(round_g(noisy));
+    }
+    out
+}
+
+/// `(Vg, Id)` of one transfer step.
+fn transfer_step(design: &Design, p: &StepPlan) -> StepData {
+    let mut out = StepData::default();
+    transfer_samples(design, p, &mut out.x, &mut out.y);
+    out
+}
+
+/// The export folder's name, as the instrument builds it.
+fn folder_name(names: &Names) -> String {
+    format!(
+        "{}_20250815134211_{}_20250815-134211_workflow_{}",
+        TEST_UNIT_ID.replace(' ', "_"),
+        sanitize(DESCRIPTION),
+        names.test_id
     )
 }
 
-/// `3 × n` points, row-major, for one write.
-struct Slab {
-    n: usize,
-    data: Vec<f64>,
+/// Writes the HDF5 file the converter would make from the experiment's export.
+fn write_h5(
+    design: &Design,
+    names: &Names,
+    plans: &[StepPlan],
+    out_dir: &Path,
+    tmp: &Path,
+) -> Result<(), String> {
+    let workflow = to_json(&workflow(design));
+    // a fictitious raw-export folder next to the output
+    let folder = std::path::absolute(out_dir)
+        .unwrap_or_else(|_| out_dir.to_path_buf())
+        .join("synthetic")
+        .join(folder_name(names));
+    let steps = plans
+        .iter()
+        .enumerate()
+        .map(|(position, p)| PlannedStep {
+            kind: p.kind(),
+            position,
+            csv: Some(folder.join(&p.data_file)),
+        })
+        .collect();
+    let export = Export {
+        info_path: folder.join(FINAL_INFO),
+        folder,
+        running: false,
+        info: clean(raw_info(design, names, plans)),
+        workflow: Some(workflow),
+        steps,
+        warnings: Vec::new(),
+    };
+    let by_kind = |kind: Kind| -> Vec<(&PlannedStep, &StepPlan)> {
+        export
+            .steps
+            .iter()
+            .zip(plans)
+            .filter(|(s, _)| s.kind == kind)
+            .collect()
+    };
+    let transfer: Vec<(&PlannedStep, StepData)> = by_kind(Kind::Transfer)
+        .into_par_iter()
+        .map(|(s, p)| (s, transfer_step(design, p)))
+        .collect();
+    let transient = by_kind(Kind::Transient);
+    let lengths: Vec<(&PlannedStep, usize)> = transient
+        .iter()
+        .map(|(s, p)| (*s, p.n_points(design)))
+        .collect();
+    let mut source = SynthTransient {
+        design,
+        plans: transient.iter().map(|(_, p)| *p).collect(),
+        next: 0,
+    };
+    let spec = file_spec(&export, &transfer, &lengths, &names.file_name, EXPORT_TIME);
+    h5::write(tmp, &spec, &mut source).map_err(|e| e.to_string())
 }
 
-/// Takes the leading whole chunks of the buffered rows (everything when `all`).
-fn take_slab(rows: &mut [Vec<f64>; 3], chunk_len: usize, all: bool) -> Slab {
-    let len = rows[0].len();
-    let n = if all { len } else { len - len % chunk_len };
-    let mut data = Vec::with_capacity(3 * n);
-    for row in rows.iter_mut() {
-        data.extend(row.drain(..n));
-    }
-    Slab { n, data }
-}
-
-/// Generates the transient rows step by step and hands them on in slabs of whole chunks, so
-/// no chunk is written twice and memory stays at a few slabs. Runs beside the writer because
-/// deflate, under HDF5's global lock, takes about twice as long as generating the signal.
-fn transient_slabs(design: &Design, plans: &[&StepPlan], chunk_len: usize, tx: SyncSender<Slab>) {
-    let spec = design.spec;
-    let slab_len = (SLAB_POINTS / chunk_len).max(1) * chunk_len;
-    let mut rows = [(); 3].map(|()| Vec::with_capacity(2 * slab_len));
-    let mut offset = 0.0;
-    let mut clean = Vec::new();
-    for p in plans {
-        let StepData::Transient {
-            tau_on_cycles,
-            tau_off_cycles,
-            ..
-        } = &p.data
-        else {
-            continue;
+/// C's `%g`: 6 significant digits, trailing zeros removed, exponent form outside 1e-4 … 1e6.
+fn format_g(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return if x.is_nan() {
+            "nan".into()
+        } else if x.is_infinite() {
+            if x > 0.0 { "inf" } else { "-inf" }.into()
+        } else if x.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
         };
-        let levels = (
-            design.current(VG_BOTTOM_MV as f64 / 1000.0, p.vth, p.ion, p.width),
-            design.current(VG_TOP_MV as f64 / 1000.0, p.vth, p.ion, p.width),
-        );
-        clean.clear();
-        relax_square_wave(
-            design,
-            p.n_points(design),
-            levels,
-            (tau_on_cycles, tau_off_cycles),
-            &mut clean,
-        );
-        let mut rng = Rng::new(p.noise_seed);
-        let [continuous, original, current] = &mut rows;
-        for (k, &c) in clean.iter().enumerate() {
-            // csv2hdf builds continuous_time with a 1 ms step whatever the real time step
-            // (it looks for `parameters`, the instrument writes `params`)
-            continuous.push(k as f64 * 0.001 + offset);
-            original.push(round3((k + 1) as f64 * design.dt));
-            let noisy = c + spec.noise_abs * rng.normal() + spec.noise_rel * c.abs() * rng.normal();
-            current.push(round_g(noisy));
+    }
+    let sci = format!("{x:.5e}");
+    let (mantissa, exp) = sci.split_once('e').expect("exponent");
+    let exp: i32 = exp.parse().expect("integer exponent");
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s.to_owned()
         }
-        offset = continuous.last().copied().unwrap_or(offset) + 0.001;
-        // a failed send means the writer gave up: stop generating
-        if rows[0].len() >= slab_len && tx.send(take_slab(&mut rows, chunk_len, false)).is_err() {
-            return;
+    };
+    if (-4..6).contains(&exp) {
+        trim(&format!("{x:.*}", (5 - exp) as usize))
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    }
+}
+
+/// Writes the experiment as the instrument's export folder: `test_info.json`, `workflow.json`
+/// and one CSV per step (`%.3f` for Vg and time, `%g` for the current, as numpy's savetxt).
+fn write_export(
+    design: &Design,
+    names: &Names,
+    plans: &[StepPlan],
+    folder: &Path,
+) -> io::Result<()> {
+    fs::create_dir_all(folder)?;
+    fs::write(
+        folder.join("workflow.json"),
+        pretty_ordered(&to_json(&workflow(design))),
+    )?;
+    let write_csv = |p: &StepPlan| -> io::Result<()> {
+        let (header, data) = match p.kind() {
+            Kind::Transfer => ("Vg,Id\n", transfer_step(design, p)),
+            Kind::Transient => ("Time,Id\n", transient_samples(design, p)),
+        };
+        let mut text = String::with_capacity(header.len() + data.len() * 20);
+        text.push_str(header);
+        for (x, y) in data.x.iter().zip(&data.y) {
+            text.push_str(&format!("{x:.3},{}\n", format_g(*y)));
+        }
+        fs::write(folder.join(&p.data_file), text)
+    };
+    plans.par_iter().try_for_each(write_csv)?;
+    // written last, as the instrument does when a test ends
+    fs::write(
+        folder.join(FINAL_INFO),
+        pretty_ordered(&raw_info(design, names, plans)),
+    )
+}
+
+/// Indented JSON in the value's own key order, non-ASCII kept (as the instrument writes it).
+fn pretty_ordered(v: &Json) -> String {
+    fn go(v: &Json, indent: usize, out: &mut String) {
+        let pad = "    ".repeat(indent + 1);
+        let end = "    ".repeat(indent);
+        match v {
+            Json::Array(items) if !items.is_empty() => {
+                out.push_str("[\n");
+                for (i, item) in items.iter().enumerate() {
+                    out.push_str(&pad);
+                    go(item, indent + 1, out);
+                    out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&end);
+                out.push(']');
+            }
+            Json::Object(fields) if !fields.is_empty() => {
+                out.push_str("{\n");
+                for (i, (k, item)) in fields.iter().enumerate() {
+                    out.push_str(&pad);
+                    out.push_str(&Json::Str(k.clone()).to_python_compact());
+                    out.push_str(": ");
+                    go(item, indent + 1, out);
+                    out.push_str(if i + 1 < fields.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&end);
+                out.push('}');
+            }
+            other => out.push_str(&other.to_python_compact()),
         }
     }
-    if !rows[0].is_empty() {
-        // the writer notices missing points itself, so a failed send needs no handling
-        let _ = tx.send(take_slab(&mut rows, chunk_len, true));
-    }
+    let mut out = String::new();
+    go(v, 0, &mut out);
+    out
 }
 
 /// Identity of experiment `k`.
@@ -1237,11 +1242,15 @@ struct Names {
 fn names(spec: &SynthSpec, k: usize, seed: u64) -> Names {
     let mut state = seed;
     let hash = format!("{:08x}", splitmix64(&mut state) >> 32);
+    let (chip, device) = match (&spec.chip_id, spec.devices_per_chip) {
+        (Some(_), _) | (None, None) => (k, k),
+        (None, Some(n)) => (k / n.max(1), k % n.max(1)),
+    };
     let chip_id = spec
         .chip_id
         .clone()
-        .unwrap_or_else(|| format!("{}{:04}", spec.chip_prefix, k + 1));
-    let device_number = (k + 1).to_string();
+        .unwrap_or_else(|| format!("{}{:04}", spec.chip_prefix, chip + 1));
+    let device_number = (device + 1).to_string();
     let test_id = format!("test_20250815134211_{hash}");
     let file_name = [chip_id.as_str(), &device_number, DESCRIPTION, &test_id]
         .map(sanitize)
@@ -1256,297 +1265,71 @@ fn names(spec: &SynthSpec, k: usize, seed: u64) -> Names {
     }
 }
 
-fn write_experiment(design: &Design, k: usize, out_dir: &Path) -> Result<Generated, SourceError> {
+fn write_experiment(
+    design: &Design,
+    k: usize,
+    out_dir: &Path,
+    output: Output,
+) -> Result<Generated, ExportError> {
     let spec = design.spec;
     let seed = {
         let mut state = spec.seed ^ (k as u64).wrapping_mul(0xA24B_AED4_963E_E407);
         splitmix64(&mut state)
     };
     let names = names(spec, k, seed);
-    let path = out_dir.join(&names.file_name);
-    let truth_path = out_dir.join(format!("{}.truth.json", names.file_name));
     let plans = plan_steps(design, seed);
-
-    let tmp = out_dir.join(format!(".{}.tmp", names.file_name));
-    let written = write_h5(design, &names, &plans, &tmp, out_dir)
-        .map_err(|e| SourceError::new(&path, format!("writing synthetic file: {e}")))
-        .and_then(|()| {
-            fs::rename(&tmp, &path).map_err(|e| {
-                SourceError::new(&path, format!("cannot rename {}: {e}", tmp.display()))
-            })
-        });
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-
+    let path = match output {
+        Output::Hdf5 => {
+            let path = out_dir.join(&names.file_name);
+            let tmp = out_dir.join(format!(".{}.tmp", names.file_name));
+            let written = write_h5(design, &names, &plans, out_dir, &tmp)
+                .map_err(|e| ExportError::new(&path, format!("writing synthetic file: {e}")))
+                .and_then(|()| {
+                    fs::rename(&tmp, &path).map_err(|e| {
+                        ExportError::new(&path, format!("cannot rename {}: {e}", tmp.display()))
+                    })
+                });
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            path
+        }
+        Output::Export => {
+            let name = folder_name(&names);
+            let path = out_dir.join(&name);
+            let tmp = out_dir.join(format!(".{name}.tmp"));
+            let _ = fs::remove_dir_all(&tmp);
+            let written = write_export(design, &names, &plans, &tmp)
+                .and_then(|()| {
+                    if path.exists() {
+                        fs::remove_dir_all(&path)?;
+                    }
+                    fs::rename(&tmp, &path)
+                })
+                .map_err(|e| ExportError::new(&path, format!("writing the export folder: {e}")));
+            if let Err(e) = written {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+            path
+        }
+    };
+    let file_name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let truth_path = out_dir.join(format!("{file_name}.truth.json"));
     let truth = truth_json(design, &names, &plans);
-    let tmp_truth = out_dir.join(format!(".{}.truth.json.tmp", names.file_name));
+    let tmp_truth = out_dir.join(format!(".{file_name}.truth.json.tmp"));
     serde_json::to_vec_pretty(&truth)
         .map_err(io::Error::other)
         .and_then(|bytes| fs::write(&tmp_truth, bytes))
         .and_then(|()| fs::rename(&tmp_truth, &truth_path))
         .map_err(|e| {
             let _ = fs::remove_file(&tmp_truth);
-            SourceError::new(&truth_path, format!("writing ground truth: {e}"))
+            ExportError::new(&truth_path, format!("writing ground truth: {e}"))
         })?;
     Ok(Generated { path, truth_path })
-}
-
-fn write_h5(
-    design: &Design,
-    names: &Names,
-    plans: &[StepPlan],
-    tmp: &Path,
-    out_dir: &Path,
-) -> hdf5::Result<()> {
-    let file = File::create(tmp)?;
-    let completed_at = iso_time(plans.last().map_or(CLOCK_START_US, |p| p.end_us));
-    write_root_attrs(&file, names, plans.len(), &completed_at, out_dir)?;
-    write_raw(&file, design, names, plans, &completed_at)?;
-    let transfer: Vec<&StepPlan> = plans
-        .iter()
-        .filter(|p| p.kind() == Kind::Transfer)
-        .collect();
-    if !transfer.is_empty() {
-        write_transfer(&file.create_group("transfer")?, design, &transfer)?;
-    }
-    let transient: Vec<&StepPlan> = plans
-        .iter()
-        .filter(|p| p.kind() == Kind::Transient)
-        .collect();
-    if !transient.is_empty() {
-        write_transient(&file.create_group("transient")?, design, &transient)?;
-    }
-    file.close()
-}
-
-/// The unit's name as the instrument builds it.
-fn unit_name() -> String {
-    format!("{TEST_UNIT_ID}_20250815134211")
-}
-
-/// Root attributes: the format tag, the cleaned test_info scalars (text as Python bytes, so
-/// the ASCII flag), then the converter's provenance strings (UTF-8), which replace chip,
-/// device, description and test id with their sanitised forms.
-fn write_root_attrs(
-    file: &File,
-    names: &Names,
-    n_steps: usize,
-    completed_at: &str,
-    out_dir: &Path,
-) -> hdf5::Result<()> {
-    put_utf8(file, "format_version", FORMAT_VERSION)?;
-    put_scalar(file, "sync_mode", &true)?;
-    put_ascii(file, "batch_id", &names.batch_id)?;
-    put_ascii(file, "name", &unit_name())?;
-    put_ascii(file, "test_unit_id", TEST_UNIT_ID)?;
-    put_ascii(file, "port", "COM7")?;
-    put_scalar(file, "baudrate", &512_000_i64)?;
-    put_ascii(file, "created_at", CREATED_AT)?;
-    put_ascii(file, "completed_at", completed_at)?;
-    put_ascii(file, "status", "completed")?;
-    put_scalar(file, "total_steps", &(n_steps as i64))?;
-    put_scalar(file, "completed_steps", &(n_steps as i64))?;
-    put_scalar(file, "completion_percentage", &100.0_f64)?;
-    put_scalar(file, "transimpedance_ohms", &TRANSIMPEDANCE_OHMS)?;
-    put_scalar(file, "transient_packet_size", &7_i64)?;
-    put_scalar(file, "baseline_current", &0.0_f64)?;
-    // a fictitious raw-export folder next to the output
-    let folder = format!(
-        "{}_20250815134211_{}_20250815-134211_workflow_{}",
-        TEST_UNIT_ID.replace(' ', "_"),
-        sanitize(DESCRIPTION),
-        names.test_id
-    );
-    let folder_path = std::path::absolute(out_dir)
-        .unwrap_or_else(|_| out_dir.to_path_buf())
-        .join("synthetic")
-        .join(&folder);
-    put_utf8(file, "source_folder_name", &folder)?;
-    put_utf8(file, "source_folder_path", &folder_path.to_string_lossy())?;
-    put_utf8(file, "source_json_name", "test_info.json")?;
-    put_utf8(file, "export_time_utc", EXPORT_TIME)?;
-    put_utf8(file, "chip_id", &sanitize(&names.chip_id))?;
-    put_utf8(file, "device_number", &sanitize(&names.device_number))?;
-    put_utf8(file, "description", &sanitize(DESCRIPTION))?;
-    put_utf8(file, "test_id", &sanitize(&names.test_id))?;
-    put_utf8(file, "output_filename", &names.file_name)
-}
-
-/// `raw/json` (the cleaned test_info, Python-style JSON, ASCII flag) and `raw/workflow`.
-fn write_raw(
-    file: &File,
-    design: &Design,
-    names: &Names,
-    plans: &[StepPlan],
-    completed_at: &str,
-) -> hdf5::Result<()> {
-    let steps = plans
-        .iter()
-        .map(|p| StepJson {
-            kind: p.kind().name(),
-            start_time: iso_time(p.start_us),
-            end_time: iso_time(p.end_us),
-            params: match p.kind() {
-                Kind::Transfer => Params::Transfer(design.transfer_params(true)),
-                Kind::Transient => Params::Transient(design.transient_params(true)),
-            },
-            reason: p.kind().name(),
-            workflow_info: workflow_info(design, p),
-            data_file: &p.data_file,
-        })
-        .collect();
-    let unit_name = unit_name();
-    let info = TestInfo {
-        sync_mode: true,
-        batch_id: &names.batch_id,
-        test_id: &names.test_id,
-        name: &unit_name,
-        description: DESCRIPTION,
-        test_unit_id: TEST_UNIT_ID,
-        chip_id: &names.chip_id,
-        device_number: &names.device_number,
-        port: "COM7",
-        baudrate: 512_000,
-        created_at: CREATED_AT,
-        completed_at,
-        status: "completed",
-        total_steps: plans.len(),
-        completed_steps: plans.len(),
-        completion_percentage: 100.0,
-        steps,
-        transimpedance_ohms: TRANSIMPEDANCE_OHMS,
-        transient_packet_size: 7,
-        baseline_current: 0.0,
-    };
-    let raw = file.create_group("raw")?;
-    let json = python_json(&info).map_err(h5err)?;
-    let json = VarLenAscii::from_ascii(&json).map_err(|e| h5err(format!("raw/json: {e}")))?;
-    raw.new_dataset::<VarLenAscii>()
-        .fill_time(FillTime::Alloc)
-        .create("json")?
-        .write_scalar(&json)?;
-    let workflow = serde_json::to_string(&workflow(design)).map_err(|e| h5err(e.to_string()))?;
-    let workflow: VarLenUnicode = workflow
-        .parse()
-        .map_err(|e| h5err(format!("raw/workflow: {e}")))?;
-    raw.new_dataset::<VarLenUnicode>()
-        .fill_time(FillTime::Alloc)
-        .create("workflow")?
-        .write_scalar(&workflow)
-}
-
-/// A step's `step_info_table` row (`index` within its kind) and the text that sizes the columns.
-fn table_row(design: &Design, p: &StepPlan, index: usize) -> (TableRow, RowText) {
-    let info = workflow_info(design, p);
-    let text = RowText {
-        kind: p.kind().name(),
-        start_time: iso_time(p.start_us),
-        end_time: iso_time(p.end_us),
-        data_file: p.data_file.clone(),
-        path_readable: info.path_readable,
-        in_loop: info.iteration_info.is_some(),
-    };
-    let (iter_total, iter_current, iter_type) = match &info.iteration_info {
-        Some(it) => (it.total as f64, it.current as f64, it.kind),
-        None => (f64::NAN, f64::NAN, ""),
-    };
-    let row = TableRow {
-        step_index: index as f64,
-        kind: fixed(text.kind),
-        start_time: fixed(&text.start_time),
-        end_time: fixed(&text.end_time),
-        reason: fixed(text.kind),
-        data_file: fixed(&text.data_file),
-        workflow_step_index: info.step_index as f64,
-        workflow_total_steps: info.total_steps as f64,
-        workflow_path_readable: fixed(&text.path_readable),
-        workflow_iteration_info_type: fixed(iter_type),
-        workflow_iteration_info_total: iter_total,
-        workflow_iteration_info_current: iter_current,
-        start_data_index: f64::NAN,
-        end_data_index: f64::NAN,
-    };
-    (row, text)
-}
-
-/// The transfer group: small, so generated and written in one piece.
-fn write_transfer(group: &Group, design: &Design, plans: &[&StepPlan]) -> hdf5::Result<()> {
-    let max_points = plans.iter().map(|p| p.n_points(design)).max().unwrap_or(0);
-    let mut data = vec![f64::NAN; plans.len() * 2 * max_points];
-    let (mut vg, mut id) = (
-        Vec::with_capacity(max_points),
-        Vec::with_capacity(max_points),
-    );
-    let (mut rows, mut texts) = (Vec::new(), Vec::new());
-    for (i, (p, step)) in plans
-        .iter()
-        .zip(data.chunks_exact_mut(2 * max_points))
-        .enumerate()
-    {
-        vg.clear();
-        id.clear();
-        transfer_samples(design, p, &mut vg, &mut id);
-        step[..vg.len()].copy_from_slice(&vg);
-        step[max_points..max_points + id.len()].copy_from_slice(&id);
-        let (row, text) = table_row(design, p, i);
-        rows.push(row);
-        texts.push(text);
-    }
-    let shape = [plans.len(), 2, max_points];
-    let ds = filtered_dataset(group, "measurement_data", f64::type_descriptor(), &shape)?;
-    ds.write_raw(&data)?;
-    labels(
-        &ds,
-        &["step_index", "data_type", "data_point"],
-        &["Vg", "Id"],
-        "3D transfer measurement data: [step_index, data_type, data_point]",
-    )?;
-    write_table(group, &rows, &texts, false)
-}
-
-/// The transient group: the signal is generated on a second thread and streamed to the file.
-fn write_transient(group: &Group, design: &Design, plans: &[&StepPlan]) -> hdf5::Result<()> {
-    let (mut rows, mut texts) = (Vec::new(), Vec::new());
-    let mut total = 0;
-    for (i, p) in plans.iter().enumerate() {
-        let (mut row, text) = table_row(design, p, i);
-        row.start_data_index = total as f64;
-        total += p.n_points(design);
-        row.end_data_index = total as f64;
-        rows.push(row);
-        texts.push(text);
-    }
-    let shape = [3, total];
-    let chunk_len = guess_chunk(&shape, 8)[1];
-    let ds = filtered_dataset(group, "measurement_data", f64::type_descriptor(), &shape)?;
-    std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel(2);
-        scope.spawn(move || transient_slabs(design, plans, chunk_len, tx));
-        let mut written = 0;
-        // returning early drops `rx`, which stops the producer
-        for slab in rx {
-            let view = ndarray::ArrayView2::from_shape((3, slab.n), &slab.data)
-                .map_err(|e| h5err(e.to_string()))?;
-            ds.write_slice(view, (.., written..written + slab.n))?;
-            written += slab.n;
-        }
-        if written == total {
-            Ok(())
-        } else {
-            Err(h5err(format!(
-                "generated {written} transient points instead of {total}"
-            )))
-        }
-    })?;
-    labels(
-        &ds,
-        &["data_type", "data_point"],
-        &["continuous_time", "original_time", "drain_current"],
-        "2D transient measurement data: [data_type, data_point]",
-    )?;
-    write_table(group, &rows, &texts, true)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1598,7 +1381,7 @@ fn truth_json(design: &Design, names: &Names, plans: &[StepPlan]) -> serde_json:
     let mut transient = Vec::new();
     for p in plans {
         match &p.data {
-            StepData::Transfer { n_points } => transfer.push(TransferTruth {
+            StepKind::Transfer { n_points } => transfer.push(TransferTruth {
                 transfer_index: transfer.len(),
                 data_file: &p.data_file,
                 n_points: *n_points,
@@ -1609,7 +1392,7 @@ fn truth_json(design: &Design, names: &Names, plans: &[StepPlan]) -> serde_json:
                 width: p.width,
                 gm_max_forward: p.ion / (4.0 * p.width),
             }),
-            StepData::Transient {
+            StepKind::Transient {
                 cycles,
                 tau_on,
                 tau_off,
