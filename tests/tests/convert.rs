@@ -534,3 +534,91 @@ fn the_real_transient_recording_converts_and_runs() {
         "turn-on (falling) tau {falling}"
     );
 }
+
+#[test]
+fn run_on_export_folders_converts_then_skips_what_is_up_to_date() {
+    let dir = scratch("run-raw");
+    let (raw, out) = (dir.join("raw"), dir.join("out"));
+    let o = oect(&[
+        "generate",
+        "--raw-export",
+        "-o",
+        raw.to_str().unwrap(),
+        "--experiments",
+        "2",
+        "--devices-per-chip",
+        "2",
+        "--steps",
+        "3",
+        "--cycles",
+        "4",
+        "--transfer-only",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let statuses = |o: &std::process::Output| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(o)));
+        v["experiments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = run_config(&raw, "v2_transfer_basic", &out, &["--json"]);
+    assert!(first.status.success(), "{}", show(&first));
+    assert_eq!(statuses(&first), ["written", "written"]);
+    assert_eq!(
+        String::from_utf8_lossy(&first.stderr)
+            .matches("converted ")
+            .count(),
+        2
+    );
+    // two devices of one chip, converted into OUT/h5
+    let h5 = h5_files(&out.join("h5"));
+    let names: Vec<String> = h5
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names[0].starts_with("#SYN0001-1-") && names[1].starts_with("#SYN0001-2-"),
+        "{names:?}"
+    );
+
+    let again = run_config(&raw, "v2_transfer_basic", &out, &["--json"]);
+    assert!(again.status.success(), "{}", show(&again));
+    assert_eq!(statuses(&again), ["skipped", "skipped"]);
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("converted "));
+
+    // one export changes: only it is converted and computed again
+    let export = std::fs::read_dir(&raw)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .min()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let csv = export.join("1_transfer.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(
+        &csv,
+        text.lines().take(150).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .unwrap();
+    let changed = run_config(
+        &raw,
+        "v2_transfer_basic",
+        &out,
+        &["--json", "--h5-dir", out.join("h5").to_str().unwrap()],
+    );
+    assert!(changed.status.success(), "{}", show(&changed));
+    let mut s = statuses(&changed);
+    s.sort();
+    assert_eq!(s, ["skipped", "written"]);
+    assert_eq!(
+        String::from_utf8_lossy(&changed.stderr)
+            .matches("converted ")
+            .count(),
+        1
+    );
+}

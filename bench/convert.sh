@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# oect convert vs the predecessor's converter (oect-infra 3.3.1: batch_clean_json_files +
+# process_folders_parallel) on the same generated exports, with num_workers = oect's -j.
+#
+#   bench/convert.sh                        # default sizes (see below), 2 workers
+#   BENCH_WORKERS=4 BENCH_LOOPS=1000 bench/convert.sh
+#
+# Knobs: BENCH_WORKERS (default: 2), BENCH_LOOPS (loop iterations of the large export,
+# default 300; the lab's is 5000), BENCH_SMALL (number of small exports, default 4, 100 loops
+# each), BENCH_REPEATS (oect runs per set, the fastest is kept; default 3), PYTHON.
+# Every loop is one 182-point transfer and one 25 000-point transient (100 cycles at 1 kHz),
+# the lab's stability-test shape. Both converters' files are compared with
+# tests/scripts/compare_h5.py (everything but export_time_utc and the source folder, which
+# differ by nature). Results: bench/results/convert-<UTC stamp>/.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+W="${BENCH_WORKERS:-2}"
+LOOPS="${BENCH_LOOPS:-300}"
+SMALL="${BENCH_SMALL:-4}"
+REPEATS="${BENCH_REPEATS:-3}"
+VENV="$HERE/.venv"
+RES="$HERE/results/convert-$(date -u +%Y%m%dT%H%M%SZ)"
+DATA="$HERE/data/convert"
+say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+mkdir -p "$RES" "$DATA"
+
+if ! [[ -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import infra.csv2hdf' 2>/dev/null; then
+  say "creating $VENV with oect-infra==3.3.1 (PyPI)"
+  "${PYTHON:-python3}" -m venv "$VENV"
+  "$VENV/bin/pip" install -q oect-infra==3.3.1
+fi
+say "cargo build --release --workspace"
+(cd "$ROOT" && cargo build --release --workspace) >"$RES/build.log" 2>&1
+OECT="$ROOT/target/release/oect"
+H5PY=/usr/bin/python3; "$H5PY" -c 'import h5py' 2>/dev/null || H5PY="$VENV/bin/python"
+
+gen() { # name, generate args...
+  local name="$1"; shift
+  if [[ -f "$DATA/$name/.done" && "$(cat "$DATA/$name/.done")" == "$*" ]]; then return; fi
+  say "generating $name: $*"
+  rm -rf "${DATA:?}/$name"
+  "$OECT" generate --raw-export -o "$DATA/$name" --points 182 --vg-start -0.3 --cycles 100 "$@" >/dev/null
+  echo "$*" >"$DATA/$name/.done"
+}
+gen large --steps "$LOOPS" --final-transfer --seed 11
+gen small --steps 100 --experiments "$SMALL" --devices-per-chip 4 --seed 12
+
+printf 'set\tfolders\tcsv_MB\tpredecessor_s\toect_s\tratio\tidentical\n' >"$RES/results.tsv"
+for set in large small; do
+  mb=$(du -sm --exclude='*.truth.json' "$DATA/$set" | cut -f1)
+  n=$(find "$DATA/$set" -name test_info.json | wc -l)
+  say "$set: predecessor ($W workers)"
+  rm -rf "$RES/pred-in" "$RES/pred-$set"; cp -r "$DATA/$set" "$RES/pred-in"
+  sync; "$VENV/bin/python" "$HERE/predecessor_convert.py" --inputs "$RES/pred-in" --out "$RES/pred-$set" --workers "$W" >"$RES/pred-$set.json"
+  pred=$("$VENV/bin/python" -c "import json,sys; print(round(json.load(open(sys.argv[1]))['seconds'], 3))" "$RES/pred-$set.json")
+  rm -rf "$RES/pred-in"
+  best=""
+  for r in $(seq "$REPEATS"); do
+    say "$set: oect convert -j $W (run $r)"
+    rm -rf "$RES/oect-$set"; sync
+    s=$(date +%s.%N)
+    "$OECT" convert "$DATA/$set" -o "$RES/oect-$set" -j "$W" --on-conflict overwrite >/dev/null 2>"$RES/oect-$set.log"
+    e=$(date +%s.%N)
+    t=$(echo "$e - $s" | bc)
+    if [[ -z "$best" ]] || (( $(echo "$t < $best" | bc) )); then best=$t; fi
+  done
+  same=yes
+  for f in "$RES/pred-$set"/*.h5; do
+    "$H5PY" "$ROOT/tests/scripts/compare_h5.py" "$f" "$RES/oect-$set/$(basename "$f")" \
+      --ignore-attr export_time_utc --ignore-attr source_folder_path --ignore-attr source_folder_name \
+      >>"$RES/compare-$set.txt" || same=no
+  done
+  ratio=$(echo "scale=1; $pred / $best" | bc)
+  printf '%s\t%s\t%s\t%s\t%.3f\t%sx\t%s\n' "$set" "$n" "$mb" "$pred" "$best" "$ratio" "$same" >>"$RES/results.tsv"
+  rm -rf "$RES/pred-$set" "$RES/oect-$set"
+done
+{ nproc; uptime; } >"$RES/machine.txt"
+column -t -s $'\t' "$RES/results.tsv"

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""The predecessor's raw-export converter, timed (oect-infra 3.3.1).
+
+    predecessor_convert.py --inputs DIR --out DIR --workers N
+
+Runs the lab's pipeline on every export folder under DIR: `batch_clean_json_files` (rewrites
+each test_info.json in place, so pass a copy) and then `process_folders_parallel` with
+`num_workers=N` (a ProcessPoolExecutor of N processes, one folder per task). Prints one JSON
+line: seconds for cleaning and converting (imports excluded), folders, failures.
+"""
+import argparse
+import json
+import logging
+import os
+import time
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--inputs", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, required=True)
+    a = p.parse_args()
+    t0 = time.perf_counter()
+    from infra.csv2hdf.batch_csvjson2hdf import process_folders_parallel
+    from infra.csv2hdf.clean_json import batch_clean_json_files
+    import_s = time.perf_counter() - t0
+    logging.disable(logging.CRITICAL)  # its INFO lines per step would be timed too
+    folders = sorted(
+        os.path.join(a.inputs, d)
+        for d in os.listdir(a.inputs)
+        if os.path.isfile(os.path.join(a.inputs, d, "test_info.json"))
+    )
+    t0 = time.perf_counter()
+    batch_clean_json_files(a.inputs)
+    t1 = time.perf_counter()
+    results = process_folders_parallel(folders, a.out, num_workers=a.workers, show_progress=False)
+    t2 = time.perf_counter()
+    print(json.dumps({
+        "seconds": t2 - t0, "clean_seconds": t1 - t0, "convert_seconds": t2 - t1,
+        "import_seconds": import_s, "folders": len(folders),
+        "failed": [r.folder for r in results if not r.ok],
+    }))
+
+
+if __name__ == "__main__":
+    main()
