@@ -7,11 +7,13 @@
 #
 # Knobs: BENCH_WORKERS (default: 2), BENCH_LOOPS (loop iterations of the large export,
 # default 300; the lab's is 5000), BENCH_SMALL (number of small exports, default 4, 100 loops
-# each), BENCH_REPEATS (oect runs per set, the fastest is kept; default 3), PYTHON.
+# each), BENCH_REPEATS (oect runs per set, the fastest is kept; default 3), BENCH_OECT (an
+# oect binary to use instead of building the release one), PYTHON.
 # Every loop is one 182-point transfer and one 25 000-point transient (100 cycles at 1 kHz),
 # the lab's stability-test shape. Both converters' files are compared with
 # tests/scripts/compare_h5.py (everything but export_time_utc and the source folder, which
-# differ by nature). Results: bench/results/convert-<UTC stamp>/.
+# differ by nature), and oect's files are opened with the predecessor's reader
+# (infra.experiment.Experiment). Results: bench/results/convert-<UTC stamp>/.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -24,15 +26,20 @@ RES="$HERE/results/convert-$(date -u +%Y%m%dT%H%M%SZ)"
 DATA="$HERE/data/convert"
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 mkdir -p "$RES" "$DATA"
+cd "$RES" # the predecessor writes logs/ into its working directory
 
 if ! [[ -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import infra.csv2hdf' 2>/dev/null; then
   say "creating $VENV with oect-infra==3.3.1 (PyPI)"
   "${PYTHON:-python3}" -m venv "$VENV"
   "$VENV/bin/pip" install -q oect-infra==3.3.1
 fi
-say "cargo build --release --workspace"
-(cd "$ROOT" && cargo build --release --workspace) >"$RES/build.log" 2>&1
-OECT="$ROOT/target/release/oect"
+if [[ -n "${BENCH_OECT:-}" ]]; then
+  OECT="$BENCH_OECT"
+else
+  say "cargo build --release --workspace"
+  (cd "$ROOT" && cargo build --release --workspace) >"$RES/build.log" 2>&1
+  OECT="$ROOT/target/release/oect"
+fi
 H5PY=/usr/bin/python3; "$H5PY" -c 'import h5py' 2>/dev/null || H5PY="$VENV/bin/python"
 
 gen() { # name, generate args...
@@ -40,13 +47,13 @@ gen() { # name, generate args...
   if [[ -f "$DATA/$name/.done" && "$(cat "$DATA/$name/.done")" == "$*" ]]; then return; fi
   say "generating $name: $*"
   rm -rf "${DATA:?}/$name"
-  "$OECT" generate --raw-export -o "$DATA/$name" --points 182 --vg-start -0.3 --cycles 100 "$@" >/dev/null
+  "$OECT" generate --raw-export -o "$DATA/$name" --points 182 --cycles 100 "$@" >/dev/null
   echo "$*" >"$DATA/$name/.done"
 }
 gen large --steps "$LOOPS" --final-transfer --seed 11
 gen small --steps 100 --experiments "$SMALL" --devices-per-chip 4 --seed 12
 
-printf 'set\tfolders\tcsv_MB\tpredecessor_s\toect_s\tratio\tidentical\n' >"$RES/results.tsv"
+printf 'set\tfolders\tcsv_MB\tpredecessor_s\toect_s\tratio\tidentical_and_read\n' >"$RES/results.tsv"
 for set in large small; do
   mb=$(du -sm --exclude='*.truth.json' "$DATA/$set" | cut -f1)
   n=$(find "$DATA/$set" -name test_info.json | wc -l)
@@ -71,6 +78,8 @@ for set in large small; do
       --ignore-attr export_time_utc --ignore-attr source_folder_path --ignore-attr source_folder_name \
       >>"$RES/compare-$set.txt" || same=no
   done
+  # the predecessor's reader opens oect's files
+  "$VENV/bin/python" "$HERE/predecessor_convert.py" --read "$RES/oect-$set"/*.h5 >"$RES/read-$set.json" 2>>"$RES/read-$set.log" || same=no
   ratio=$(echo "scale=1; $pred / $best" | bc)
   printf '%s\t%s\t%s\t%s\t%.3f\t%sx\t%s\n' "$set" "$n" "$mb" "$pred" "$best" "$ratio" "$same" >>"$RES/results.tsv"
   rm -rf "$RES/pred-$set" "$RES/oect-$set"

@@ -2,6 +2,7 @@
 """The predecessor's raw-export converter, timed (oect-infra 3.3.1).
 
     predecessor_convert.py --inputs DIR --out DIR --workers N
+    predecessor_convert.py --read FILE...      # open files with the predecessor's reader
 
 Runs the lab's pipeline on every export folder under DIR: `batch_clean_json_files` (rewrites
 each test_info.json in place, so pass a copy) and then `process_folders_parallel` with
@@ -15,12 +16,32 @@ import os
 import time
 
 
+def read(files):
+    """Opens each file with infra.experiment.Experiment and reads its first and last steps."""
+    from infra.experiment import Experiment
+    out = []
+    for f in files:
+        e = Experiment(f)
+        bd = e.get_batch_data()
+        n_tr, n_ts = bd.get_transfer_step_count(), bd.get_transient_step_count()
+        for i in {0, n_tr - 1} if n_tr else ():
+            assert e.get_transfer_step_measurement(i)["Vg"].size > 0
+        for j in {0, n_ts - 1} if n_ts else ():
+            assert e.get_transient_step_measurement(j)["drain_current"].size > 0
+        out.append({"file": os.path.basename(f), "transfer_steps": n_tr, "transient_steps": n_ts})
+    print(json.dumps(out))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--inputs", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--inputs")
+    p.add_argument("--out")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--read", nargs="+")
     a = p.parse_args()
+    if a.read:
+        logging.disable(logging.CRITICAL)
+        return read(a.read)
     t0 = time.perf_counter()
     from infra.csv2hdf.batch_csvjson2hdf import process_folders_parallel
     from infra.csv2hdf.clean_json import batch_clean_json_files

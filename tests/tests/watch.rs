@@ -21,7 +21,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(raw: &Path, out: &Path, log: &Path) -> Watch {
+    fn start(raw: &Path, out: &Path, log: &Path, extra: &[&str]) -> Watch {
         let child = Command::new(oect_bin())
             .args([
                 "watch",
@@ -32,6 +32,7 @@ impl Watch {
                 out.to_str().unwrap(),
             ])
             .args(["--interval", "0.2", "-j", "2"])
+            .args(extra)
             .env_remove("OECT_PLUGIN_PATH")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -225,7 +226,7 @@ fn watch_follows_a_running_test_resumes_and_ends_equal_to_convert_and_run() {
     std::fs::create_dir_all(&raw).unwrap();
 
     // first watcher: two loop iterations, then Ctrl-C
-    let mut w = Watch::start(&raw, &out, &dir.join("watch1.log"));
+    let mut w = Watch::start(&raw, &out, &dir.join("watch1.log"), &[]);
     replay(&src, &dst, &info, 4);
     w.wait_for("a table of 2 rows", || {
         table(&out).is_some_and(|(rows, _)| rows == 2)
@@ -246,9 +247,10 @@ fn watch_follows_a_running_test_resumes_and_ends_equal_to_convert_and_run() {
     assert_eq!(code, 130, "{log}");
     assert!(log.contains("stopped;"), "{log}");
 
-    // the test goes on while nobody watches; a new watcher resumes from the journal
+    // the test goes on while nobody watches; a new watcher (rescanning instead of using
+    // notifications) resumes from the journal
     replay(&src, &dst, &info, 8);
-    let mut w = Watch::start(&raw, &out, &dir.join("watch2.log"));
+    let mut w = Watch::start(&raw, &out, &dir.join("watch2.log"), &["--poll"]);
     w.wait_for("a table of 4 rows", || {
         table(&out).is_some_and(|(rows, _)| rows == 4)
     });
@@ -354,7 +356,7 @@ fn watch_follows_a_running_test_resumes_and_ends_equal_to_convert_and_run() {
     // a third watcher has nothing left to do
     let before = parquet_files(&out);
     let log3 = dir.join("watch3.log");
-    let mut w = Watch::start(&raw, &out, &log3);
+    let mut w = Watch::start(&raw, &out, &log3, &[]);
     w.wait_for("the resume message", || {
         std::fs::read_to_string(&log3)
             .unwrap_or_default()
