@@ -142,6 +142,7 @@ pub(super) fn forward(options: &RunOptionArgs) -> Vec<String> {
         step_timeout,
         json,
         progress,
+        h5_dir,
     } = options;
     let mode = clap::ValueEnum::to_possible_value(mode).expect("no skipped modes");
     let mut args = vec![
@@ -167,6 +168,9 @@ pub(super) fn forward(options: &RunOptionArgs) -> Vec<String> {
     if let Some(progress) = progress {
         let progress = clap::ValueEnum::to_possible_value(progress).expect("no skipped modes");
         args.push(format!("--progress={}", progress.get_name()));
+    }
+    if let Some(dir) = h5_dir {
+        args.push(format!("--h5-dir={}", dir.display()));
     }
     args
 }

@@ -193,9 +193,6 @@ struct RunArgs {
     /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
     #[arg(long, value_name = "I/N")]
     shard: Option<batch::Shard>,
-    /// Where export folders among the inputs are converted to HDF5 [default: OUT/h5].
-    #[arg(long, value_name = "DIR")]
-    h5_dir: Option<PathBuf>,
 }
 
 /// How `run` computes a batch: all of its options except the inputs and what a Slurm
@@ -230,6 +227,9 @@ struct RunOptionArgs {
     /// programs driving oect) or `none` [default: bar on a terminal unless --json].
     #[arg(long, value_enum, value_name = "MODE")]
     progress: Option<ProgressMode>,
+    /// Where export folders among the inputs are converted to HDF5 [default: OUT/h5].
+    #[arg(long, value_name = "DIR")]
+    h5_dir: Option<PathBuf>,
 }
 
 impl RunOptionArgs {
@@ -558,6 +558,7 @@ fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
     let workers = args.workers.unwrap_or_else(default_workers);
     let opts = args.options.run_options(workers)?;
     let h5_dir = args
+        .options
         .h5_dir
         .clone()
         .unwrap_or_else(|| args.batch.out.join("h5"));
@@ -738,7 +739,12 @@ fn array_script(
         "-o".into(),
         absolute(&b.out).display().to_string(),
     ]);
-    run_args.extend(batch::forward(&args.options));
+    // paths as absolute as the batch's, whatever folder a task starts in
+    let options = RunOptionArgs {
+        h5_dir: args.options.h5_dir.as_deref().map(absolute),
+        ..args.options.clone()
+    };
+    run_args.extend(batch::forward(&options));
     for dir in plugin_dirs {
         run_args.push(format!("--plugin-dir={}", absolute(dir).display()));
     }

@@ -109,8 +109,13 @@ fn every_run_option_reaches_the_array_tasks() {
     let Command::Run(run) = parsed.command else {
         panic!("the task does not run `oect run`:\n{script}");
     };
-    // The same options as given to submit, and given explicitly (not as defaults).
-    assert_eq!(run.options, args.options, "{script}");
+    // The same options as given to submit, and given explicitly (not as defaults); a path
+    // made absolute, as the batch's are.
+    let expected = RunOptionArgs {
+        h5_dir: args.options.h5_dir.as_deref().map(absolute),
+        ..args.options.clone()
+    };
+    assert_eq!(run.options, expected, "{script}");
     let by_run = Cli::try_parse_from(
         ["oect", "run", "data", "-c", "c", "-o", "o"]
             .into_iter()
@@ -118,9 +123,10 @@ fn every_run_option_reaches_the_array_tasks() {
             .chain(given.iter().cloned()),
     )
     .unwrap();
-    let Command::Run(direct) = by_run.command else {
+    let Command::Run(mut direct) = by_run.command else {
         unreachable!()
     };
+    direct.options.h5_dir = direct.options.h5_dir.as_deref().map(absolute);
     assert_eq!(run.options, direct.options, "{script}");
     for id in &covered {
         let long = format!("--{}", id.replace('_', "-"));
