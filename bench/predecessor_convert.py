@@ -7,12 +7,14 @@
 Runs the lab's pipeline on every export folder under DIR: `batch_clean_json_files` (rewrites
 each test_info.json in place, so pass a copy) and then `process_folders_parallel` with
 `num_workers=N` (a ProcessPoolExecutor of N processes, one folder per task). Prints one JSON
-line: seconds for cleaning and converting (imports excluded), folders, failures.
+line: seconds for cleaning and converting (imports excluded), the CPU seconds they took
+(user + system, the worker processes included), folders, failures.
 """
 import argparse
 import json
 import logging
 import os
+import resource
 import time
 
 
@@ -52,13 +54,18 @@ def main():
         for d in os.listdir(a.inputs)
         if os.path.isfile(os.path.join(a.inputs, d, "test_info.json"))
     )
+    def cpu():
+        # this process and its reaped children (the pool's workers, joined on shutdown)
+        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(x.ru_utime + x.ru_stime for x in r)
+    c0 = cpu()
     t0 = time.perf_counter()
     batch_clean_json_files(a.inputs)
     t1 = time.perf_counter()
     results = process_folders_parallel(folders, a.out, num_workers=a.workers, show_progress=False)
     t2 = time.perf_counter()
     print(json.dumps({
-        "seconds": t2 - t0, "clean_seconds": t1 - t0, "convert_seconds": t2 - t1,
+        "seconds": t2 - t0, "cpu_seconds": cpu() - c0, "clean_seconds": t1 - t0, "convert_seconds": t2 - t1,
         "import_seconds": import_s, "folders": len(folders),
         "failed": [r.folder for r in results if not r.ok],
     }))
