@@ -4,7 +4,10 @@ mod chunked;
 pub mod reader;
 pub mod steps;
 
-pub use reader::{AttrValue, Experiment, SourceError, StepBlock, TransferLayout, TransientLayout};
+pub use reader::{
+    check_regular, AttrValue, Experiment, ExperimentInfo, Overview, SourceError, StepBlock,
+    TransferLayout, TransferOverview, TransientLayout, TransientOverview,
+};
 pub use steps::{step_record, Sampling, StepParams, StepRecord};
 
 #[cfg(test)]

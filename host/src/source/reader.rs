@@ -43,7 +43,7 @@ impl SourceError {
 }
 
 /// A scalar root attribute.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum AttrValue {
     String(String),
@@ -53,7 +53,7 @@ pub enum AttrValue {
 }
 
 /// Shape of `/transfer/measurement_data`: `(n_steps, 2, max_points)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransferLayout {
     pub n_steps: usize,
     pub max_points: usize,
@@ -62,7 +62,7 @@ pub struct TransferLayout {
 }
 
 /// Column range of every transient step in `/transient/measurement_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransientLayout {
     pub steps: Vec<Range<usize>>,
     pub total_points: usize,
@@ -125,11 +125,85 @@ pub struct Experiment {
     transient_data: Option<Measurement>,
 }
 
+/// What the supervisor of a run knows about an experiment: its metadata without the open
+/// file. Worker processes open files (see `exec`) and send this across the process
+/// boundary, so it is plain serialisable data; what the writer needs of a file goes here.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExperimentInfo {
+    pub path: PathBuf,
+    pub chip_id: String,
+    pub device_id: String,
+    pub test_id: Option<String>,
+    pub created_at: Option<chrono::NaiveDateTime>,
+    pub attrs: BTreeMap<String, AttrValue>,
+    pub transfer: Option<TransferLayout>,
+    pub transient: Option<TransientLayout>,
+    pub transfer_steps: Vec<StepRecord>,
+    pub transient_steps: Vec<StepRecord>,
+}
+
+/// What `oect inspect` shows of a file: layout, step lengths, sampling and attributes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Overview {
+    pub path: PathBuf,
+    pub chip_id: String,
+    pub device_id: String,
+    pub attributes: BTreeMap<String, AttrValue>,
+    pub transfer: Option<TransferOverview>,
+    pub transient: Option<TransientOverview>,
+}
+
+/// Transfer part of an [`Overview`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TransferOverview {
+    pub steps: usize,
+    pub max_points: usize,
+    /// Shortest sweep after the NaN padding is stripped (`None` without steps).
+    pub min_points: Option<usize>,
+}
+
+/// Transient part of an [`Overview`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TransientOverview {
+    pub steps: usize,
+    pub total_points: usize,
+    pub min_points: Option<usize>,
+    pub max_points: Option<usize>,
+    pub period_s: Option<f64>,
+    pub sample_rate_hz: Option<f64>,
+}
+
+/// Refuses anything but a regular file (after following links) without opening it: opening
+/// a FIFO blocks until a writer appears, and a device or socket is never an experiment.
+pub fn check_regular(path: &Path) -> Result<(), SourceError> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| SourceError::new(path, format!("cannot read file: {e}")))?;
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device file"
+    } else {
+        "not a regular file"
+    };
+    Err(SourceError::new(
+        path,
+        format!("{what}, not a regular file: refused without opening it"),
+    ))
+}
+
 impl Experiment {
     /// Opens `path` and reads its metadata; fails on anything that would make step reads wrong.
     pub fn open(path: &Path) -> Result<Experiment, SourceError> {
         let fail = |message: String| SourceError::new(path, message);
-        std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+        check_regular(path)?;
         let file = File::with_options()
             .with_fapl(|p| p.chunk_cache(CHUNK_CACHE_SLOTS, CHUNK_CACHE_BYTES, 1.0))
             .open(path)
@@ -322,6 +396,61 @@ impl Experiment {
             .flatten()
             .map(Measurement::fallbacks)
             .sum()
+    }
+
+    /// The metadata the supervisor needs (see [`ExperimentInfo`]).
+    pub fn info(&self) -> ExperimentInfo {
+        ExperimentInfo {
+            path: self.path.clone(),
+            chip_id: self.chip_id.clone(),
+            device_id: self.device_id.clone(),
+            test_id: self.test_id.clone(),
+            created_at: self.created_at,
+            attrs: self.attrs.clone(),
+            transfer: self.transfer.clone(),
+            transient: self.transient.clone(),
+            transfer_steps: self.transfer_steps.clone(),
+            transient_steps: self.transient_steps.clone(),
+        }
+    }
+
+    /// Reads what `oect inspect` shows; this reads every transfer step, to report the
+    /// sweep lengths after the NaN padding.
+    pub fn overview(&self) -> Result<Overview, SourceError> {
+        let transfer = match &self.transfer {
+            Some(t) => {
+                let block = self.read_transfer(0..t.n_steps)?;
+                let min = (0..block.n_steps()).map(|k| block.step(k).0.len()).min();
+                Some(TransferOverview {
+                    steps: t.n_steps,
+                    max_points: t.max_points,
+                    min_points: min,
+                })
+            }
+            None => None,
+        };
+        let transient = self.transient.as_ref().map(|t| {
+            let lens = t.steps.iter().map(|r| r.len());
+            let sampling = (!t.steps.is_empty())
+                .then(|| self.transient_sampling(0))
+                .flatten();
+            TransientOverview {
+                steps: t.steps.len(),
+                total_points: t.total_points,
+                min_points: lens.clone().min(),
+                max_points: lens.max(),
+                period_s: sampling.map(|s| s.period),
+                sample_rate_hz: sampling.map(|s| s.sample_rate),
+            }
+        });
+        Ok(Overview {
+            path: self.path.clone(),
+            chip_id: self.chip_id.clone(),
+            device_id: self.device_id.clone(),
+            attributes: self.attrs.clone(),
+            transfer,
+            transient,
+        })
     }
 
     /// Period and sample rate of transient step `step` from its recorded settings (see

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::reader::{decode_text, FixedBytes, TextCell};
 
 /// The instrument settings recorded for one step, in SI units (V, s, Hz).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepParams {
     pub drain_voltage: Option<f64>,
     pub source_voltage: Option<f64>,
@@ -112,7 +112,7 @@ pub struct Sampling {
 }
 
 /// Everything recorded about one step except its samples.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     /// Local time the step started and ended (the files store local time without a zone).
     pub start_time: Option<NaiveDateTime>,
