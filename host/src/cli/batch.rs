@@ -23,7 +23,7 @@ use crate::config::FeatureConfig;
 use crate::sink::{
     file_part, parquet_files, read_meta, CollectedMeta, OutputMeta, Sink, ATTRS_KEY, FORMAT_VERSION,
 };
-use crate::source::Experiment;
+use crate::source::ExperimentInfo;
 
 /// `I/N` with `I < N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,14 +84,21 @@ pub enum State {
     Failed(String),
 }
 
-/// Per input file (in input order): its shard and state.
-pub fn status(files: &[PathBuf], sink: &Sink, shards: usize) -> Vec<(PathBuf, usize, State)> {
+/// Per input file (in input order): its shard and state, given what opening each file
+/// gave (`infos`, in the same order).
+pub fn status(
+    files: &[PathBuf],
+    infos: Vec<Result<ExperimentInfo, String>>,
+    sink: &Sink,
+    shards: usize,
+) -> Vec<(PathBuf, usize, State)> {
     files
         .iter()
+        .zip(infos)
         .enumerate()
-        .map(|(i, f)| {
-            let state = match Experiment::open(f) {
-                Err(e) => State::Failed(e.message),
+        .map(|(i, (f, info))| {
+            let state = match info {
+                Err(e) => State::Failed(e),
                 Ok(exp) => match crate::exec::source_hash(f) {
                     Ok(hash) => match sink.up_to_date(&crate::exec::experiment_key(&exp), &hash) {
                         Some((_, meta)) => {
@@ -140,6 +147,8 @@ pub(super) fn forward(options: &RunOptionArgs) -> Vec<String> {
         chip_id,
         device_id,
         step_timeout,
+        read_timeout,
+        max_memory,
         json,
         progress,
         h5_dir,
@@ -161,6 +170,10 @@ pub(super) fn forward(options: &RunOptionArgs) -> Vec<String> {
     if let Some(seconds) = step_timeout {
         // Display of f64 is the shortest text that parses back to the same value.
         args.push(format!("--step-timeout={seconds}"));
+    }
+    args.push(format!("--read-timeout={read_timeout}"));
+    if let Some(bytes) = max_memory {
+        args.push(format!("--max-memory={bytes}"));
     }
     if *json {
         args.push("--json".into());

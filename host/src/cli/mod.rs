@@ -3,7 +3,9 @@
 #[macro_use]
 mod output;
 mod batch;
+mod check;
 mod convert;
+mod inputs;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -21,7 +23,6 @@ use crate::graph::FeatureGraph;
 use crate::ingest::synth;
 use crate::plugins::Registry;
 use crate::sink::Sink;
-use crate::source::Experiment;
 
 /// Exit status when every experiment succeeded.
 const OK: u8 = 0;
@@ -83,6 +84,18 @@ enum Command {
     Slurm {
         #[command(subcommand)]
         command: SlurmCommand,
+    },
+    /// A worker process of a run (started by oect itself; speaks the worker protocol on
+    /// its stdin).
+    #[command(name = "__worker", hide = true)]
+    Worker,
+    /// A contained `plugins check` child (started by oect itself).
+    #[command(name = "__check", hide = true)]
+    CheckChild {
+        library: PathBuf,
+        /// Start at this extractor (the ones before it were checked by an earlier child).
+        #[arg(long)]
+        from: Option<usize>,
     },
     /// Merge one config's outputs into a single Parquet file, keeping every experiment's
     /// metadata.
@@ -163,12 +176,17 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Run the conformance suite on a plugin library; exit 1 if a check fails.
+    /// Run the conformance suite on a plugin library; exit 1 if a check fails. The checks
+    /// run in a child process, so an extractor that crashes, aborts, exits or hangs is a
+    /// named failure.
     Check {
         /// The plugin's shared library (e.g. target/release/libmy_plugin.so).
         library: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Seconds the checks of one extractor may take before it counts as hung.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+        timeout: f64,
     },
 }
 
@@ -186,8 +204,9 @@ struct RunArgs {
     batch: BatchArgs,
     #[command(flatten)]
     options: RunOptionArgs,
-    /// Worker threads for the extractors [default: cores - 1, at least 1]. Decoding the
-    /// HDF5 chunks runs on its own pool of one thread per available core.
+    /// Worker processes, which open the files and run the extractors [default: cores - 1,
+    /// at least 1]. Each decodes HDF5 chunks on its own pool of one thread per available
+    /// core.
     #[arg(short = 'j', long)]
     workers: Option<usize>,
     /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
@@ -214,12 +233,19 @@ struct RunOptionArgs {
     /// Only experiments of this device number.
     #[arg(long)]
     device_id: Option<String>,
-    /// Give up a step whose extractor call takes longer than this many seconds
-    /// (the step becomes NaN with an error; a feature is not called again after 3
-    /// timeouts). Off by default, because with a limit every call runs on a thread of
-    /// its own, which costs time on cheap extractors.
+    /// Give up an extractor call that takes longer than this many seconds: the worker
+    /// process making it is ended (nothing keeps running) and that step becomes NaN with
+    /// the error; every other step and experiment keeps the feature. Off by default.
     #[arg(long, value_name = "SECONDS")]
     step_timeout: Option<f64>,
+    /// Give up opening a file or reading one chunk of its steps after this many seconds
+    /// (a hung file system, a damaged file); that experiment fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_READ_TIMEOUT)]
+    read_timeout: f64,
+    /// Resident memory each worker process may use (e.g. 2G, 512M); a worker over it is
+    /// ended and what it was computing fails with "memory limit".
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -233,18 +259,29 @@ struct RunOptionArgs {
 }
 
 impl RunOptionArgs {
-    /// The scheduler's settings, with `workers` extractor threads.
+    /// The run's settings, with `workers` worker processes.
     fn run_options(&self, workers: usize) -> Result<RunOptions> {
         if workers == 0 {
             bail!("--workers must be at least 1");
         }
-        let step_timeout = match self.step_timeout {
-            Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
-            Some(s) => bail!("--step-timeout must be a positive number of seconds, got {s}"),
-            None => None,
+        let seconds = |name: &str, s: f64| {
+            if s > 0.0 && s.is_finite() {
+                Ok(std::time::Duration::from_secs_f64(s))
+            } else {
+                Err(anyhow::anyhow!(
+                    "--{name} must be a positive number of seconds, got {s}"
+                ))
+            }
         };
+        let step_timeout = self
+            .step_timeout
+            .map(|s| seconds("step-timeout", s))
+            .transpose()?;
         Ok(RunOptions {
             step_timeout,
+            read_timeout: Some(seconds("read-timeout", self.read_timeout)?),
+            max_memory: self.max_memory,
+            worker: exec::WorkerCommand::this_exe().context("locating the oect binary")?,
             mode: self.mode,
             workers,
             in_flight: self.in_flight,
@@ -331,6 +368,32 @@ struct GenerateArgs {
     raw_export: bool,
 }
 
+/// Seconds opening a file or reading a chunk may take by default: far above any healthy
+/// read (milliseconds), so only a hang reaches it.
+const DEFAULT_READ_TIMEOUT: f64 = 120.0;
+
+/// `2G`, `512M`, `64k` or a number of bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
+    let n: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 2G, 512M)"))?;
+    let scale = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 1u64,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("'{s}': unknown unit (use K, M, G or T)")),
+    };
+    if !(n > 0.0 && n.is_finite()) {
+        return Err(format!("'{s}': the size must be positive"));
+    }
+    Ok((n * scale as f64) as u64)
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -367,22 +430,20 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(OK)
         }
-        Command::Inspect { file, json } => report::inspect(&Experiment::open(&file)?, json),
+        Command::Inspect { file, json } => report::inspect(&exec::probe::inspect(&file)?, json),
+        Command::Worker => Ok(exec::worker::main()),
+        Command::CheckChild { library, from } => Ok(check::child(&library, from.unwrap_or(0))),
         Command::Plugins {
             command: PluginsCommand::List { json },
         } => report::plugins(&Registry::discover(&cli.plugin_dirs), json),
         Command::Plugins {
-            command: PluginsCommand::Check { library, json },
-        } => {
-            let module = crate::plugins::load_module(&library).map_err(anyhow::Error::msg)?;
-            let report = oect_plugin_api::testkit::check(&module, &Default::default());
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&report.to_json())?);
-            } else {
-                outln!("{report}");
-            }
-            Ok(if report.passed() { OK } else { PARTIAL })
-        }
+            command:
+                PluginsCommand::Check {
+                    library,
+                    json,
+                    timeout,
+                },
+        } => check::run(&library, json, timeout),
         Command::Status(args) => status(&cli.plugin_dirs, &args),
         Command::Slurm {
             command: SlurmCommand::Submit(args),
@@ -456,39 +517,7 @@ fn generate_spec(a: &GenerateArgs) -> synth::SynthSpec {
     }
 }
 
-/// `.h5` files under the inputs, sorted, each once.
-fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("{}: cannot read folder", dir.display()))?;
-        for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if path.extension().is_some_and(|e| e == "h5") {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let before = files.len();
-            walk(input, &mut files)?;
-            if files.len() == before {
-                bail!("{}: no .h5 files in this folder", input.display());
-            }
-        } else if input.is_file() {
-            files.push(input.clone());
-        } else {
-            bail!("{}: no such file or folder", input.display());
-        }
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
-}
+use inputs::collect_inputs;
 
 fn default_workers() -> usize {
     std::thread::available_parallelism()
@@ -599,6 +628,9 @@ fn demo(plugin_dirs: &[PathBuf], out: &Path) -> Result<u8> {
         device_id: None,
         progress: ProgressMode::None,
         step_timeout: None,
+        read_timeout: Some(std::time::Duration::from_secs_f64(DEFAULT_READ_TIMEOUT)),
+        max_memory: None,
+        worker: exec::WorkerCommand::this_exe().context("locating the oect binary")?,
     };
     let (status, summary) = execute(job, &inputs, opts, false)?;
     if !summary.interrupted {
@@ -616,7 +648,8 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
     use batch::State;
     let sink = batch_sink(plugin_dirs, &args.batch.config, &args.batch.out)?;
     let files = collect_inputs(&args.batch.inputs)?;
-    let states = batch::status(&files, &sink, args.shards);
+    let infos = exec::probe::open_all(&files)?;
+    let states = batch::status(&files, infos, &sink, args.shards);
     let count = |want: fn(&State) -> bool| states.iter().filter(|s| want(&s.2)).count();
     let incomplete = batch::incomplete_shards(&states);
     let all_done = states.iter().all(|s| s.2 == State::Done);
@@ -716,7 +749,8 @@ fn array_script(
     let indices: Vec<usize> = if args.resume {
         let sink = batch_sink(plugin_dirs, &b.config, &b.out)?;
         let files = collect_inputs(&b.inputs)?;
-        batch::incomplete_shards(&batch::status(&files, &sink, shards))
+        let infos = exec::probe::open_all(&files)?;
+        batch::incomplete_shards(&batch::status(&files, infos, &sink, shards))
     } else {
         (0..shards).collect()
     };

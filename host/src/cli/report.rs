@@ -10,84 +10,43 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::exec::{Outcome, Summary};
 use crate::plugins::Registry;
-use crate::source::{AttrValue, Experiment};
+use crate::source::{AttrValue, Overview};
 
 use super::OK;
 
-pub fn inspect(exp: &Experiment, json: bool) -> Result<u8> {
-    let transfer_lengths = match &exp.transfer {
-        Some(t) if t.n_steps > 0 => {
-            let block = exp.read_transfer(0..t.n_steps)?;
-            let lens: Vec<usize> = (0..block.n_steps())
-                .map(|k| block.step(k).0.len())
-                .collect();
-            Some((lens.iter().min().copied(), lens.iter().max().copied()))
-        }
-        _ => None,
-    };
-    let transient_lengths = exp.transient.as_ref().map(|t| {
-        let lens = t.steps.iter().map(|r| r.len());
-        (lens.clone().min(), lens.max())
-    });
-    let sampling = exp
-        .transient
-        .as_ref()
-        .filter(|t| !t.steps.is_empty())
-        .and_then(|_| exp.transient_sampling(0));
+pub fn inspect(exp: &Overview, json: bool) -> Result<u8> {
     if json {
-        let attrs: serde_json::Map<String, serde_json::Value> = exp
-            .attrs
-            .iter()
-            .map(|(k, v)| (k.clone(), attr_json(v)))
-            .collect();
-        let doc = serde_json::json!({
-            "path": exp.path,
-            "chip_id": exp.chip_id,
-            "device_id": exp.device_id,
-            "attributes": attrs,
-            "transfer": exp.transfer.as_ref().map(|t| serde_json::json!({
-                "steps": t.n_steps, "max_points": t.max_points,
-                "min_points": transfer_lengths.and_then(|l| l.0),
-            })),
-            "transient": exp.transient.as_ref().map(|t| serde_json::json!({
-                "steps": t.steps.len(), "total_points": t.total_points,
-                "min_points": transient_lengths.and_then(|l| l.0),
-                "max_points": transient_lengths.and_then(|l| l.1),
-                "period_s": sampling.map(|s| s.period),
-                "sample_rate_hz": sampling.map(|s| s.sample_rate),
-            })),
-        });
-        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(exp)?);
         return Ok(OK);
     }
     outln!("{}", exp.path.display());
     outln!("  chip {}  device {}", exp.chip_id, exp.device_id);
-    match (&exp.transfer, transfer_lengths) {
-        (Some(t), Some((min, max))) => outln!(
+    match &exp.transfer {
+        Some(t) if t.steps > 0 => outln!(
             "  transfer:  {} steps, {}–{} points per sweep",
-            t.n_steps,
-            min.unwrap_or(0),
-            max.unwrap_or(0)
+            t.steps,
+            t.min_points.unwrap_or(0),
+            t.max_points
         ),
         _ => outln!("  transfer:  none"),
     }
-    match (&exp.transient, transient_lengths) {
-        (Some(t), Some((min, max))) => {
+    match &exp.transient {
+        Some(t) => {
             outln!(
                 "  transient: {} steps, {}–{} points per step, {} points in all",
-                t.steps.len(),
-                min.unwrap_or(0),
-                max.unwrap_or(0),
+                t.steps,
+                t.min_points.unwrap_or(0),
+                t.max_points.unwrap_or(0),
                 t.total_points
             );
-            if let Some(s) = sampling {
-                outln!("             period {} s, {} Hz", s.period, s.sample_rate);
+            if let (Some(period), Some(rate)) = (t.period_s, t.sample_rate_hz) {
+                outln!("             period {period} s, {rate} Hz");
             }
         }
-        _ => outln!("  transient: none"),
+        None => outln!("  transient: none"),
     }
     outln!("  attributes:");
-    for (k, v) in &exp.attrs {
+    for (k, v) in &exp.attributes {
         outln!("    {k:<24} {}", attr_json(v));
     }
     Ok(OK)
@@ -203,6 +162,21 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
         outln!(
             "{} step reads were done by the HDF5 library instead of the parallel chunk reader (slower, same values)",
             s.read_fallbacks
+        );
+    }
+    for c in &s.casualties {
+        let what = match (&c.feature, c.step) {
+            (Some(f), Some(step)) => format!("feature '{f}', step {step}"),
+            _ => "the file".to_string(),
+        };
+        outln!("  CASUALTY {}: {what}: {}", c.input.display(), c.cause);
+    }
+    if let Some(w) = &s.worker_output {
+        errln!(
+            "note: plugins and libraries printed {} lines ({} bytes on stdout), kept out of this output: see {}",
+            w.lines,
+            w.stdout_bytes,
+            w.log.display()
         );
     }
     for o in &s.experiments {

@@ -187,7 +187,7 @@ pub(super) fn watch(plugin_dirs: &[PathBuf], args: &WatchArgs) -> Result<u8> {
     let workers = args.workers.unwrap_or_else(super::default_workers).max(1);
     let hash8 = job.graph.content_hash[..8].to_string();
     job.sink.remove_stale_temps();
-    let inc = Incremental::new(job.graph, job.config, job.sink, None);
+    let inc = Incremental::new(job.graph, job.config, job.sink);
     let mut w = Watcher {
         inc,
         h5_dir: args.h5_dir.clone().unwrap_or_else(|| args.out.join("h5")),
@@ -776,7 +776,7 @@ fn finish(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
         .insert(Source::Transient, exp.transient_steps.clone());
     let src = TableSource {
         input: h5.clone(),
-        key: experiment_key(&exp),
+        key: experiment_key(&exp.info()),
         source_hash: exec::source_hash(&h5)?,
         layout: row_layout(
             &inc.graph().sources(),

@@ -4,9 +4,7 @@
 //! are identical whatever the mode or the number of workers.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use oect_plugin_api::{Channel, Dim, FeatureValue, StepContext, StepInput};
 
@@ -14,24 +12,22 @@ use crate::graph::{FeatureGraph, Input, Op, Rows, Source};
 use crate::plugins::Extractor;
 use crate::source::{Sampling, StepBlock};
 
-/// Timeouts after which a feature is no longer called in this run: a plugin that
-/// hangs would otherwise leave one abandoned thread behind per step.
-const MAX_TIMEOUTS: usize = 3;
-
-/// How extractors are called: directly, or on a watchdog thread with a time limit.
-pub struct Limits {
-    pub step_timeout: Option<Duration>,
-    /// Timeouts so far, per node.
-    timeouts: Vec<AtomicUsize>,
+/// Sees every extractor call: a worker's watchdog times the call in progress (and ends
+/// the worker when `--step-timeout` is exceeded), and isolated tasks report each call
+/// before making it, so a crash is pinned on one step.
+pub trait Watch: Sync {
+    /// `node` is about to be called on `step`.
+    fn calling(&self, node: usize, step: usize);
+    /// The call returned.
+    fn returned(&self);
 }
 
-impl Limits {
-    pub fn new(step_timeout: Option<Duration>, nodes: usize) -> Limits {
-        Limits {
-            step_timeout,
-            timeouts: (0..nodes).map(|_| AtomicUsize::new(0)).collect(),
-        }
-    }
+/// For callers that run extractors without a watchdog (tests, in-process tools).
+pub struct NoWatch;
+
+impl Watch for NoWatch {
+    fn calling(&self, _: usize, _: usize) {}
+    fn returned(&self) {}
 }
 
 fn extractor(graph: &FeatureGraph, node: usize) -> &Extractor {
@@ -41,57 +37,18 @@ fn extractor(graph: &FeatureGraph, node: usize) -> &Extractor {
     }
 }
 
-/// Calls node `node`'s extractor on one step, under `limits`.
+/// Calls node `node`'s extractor on one step, under `watch`.
 fn call(
-    graph: &Arc<FeatureGraph>,
+    graph: &FeatureGraph,
     node: usize,
     channels: &[Channel<'_>],
     context: StepContext<'_>,
-    limits: &Limits,
+    watch: &dyn Watch,
 ) -> Result<FeatureValue, String> {
-    let Some(timeout) = limits.step_timeout else {
-        return extractor(graph, node).extract(&StepInput::new(channels, context));
-    };
-    let strikes = &limits.timeouts[node];
-    if strikes.load(Ordering::Relaxed) >= MAX_TIMEOUTS {
-        return Err(format!(
-            "not called: it exceeded the step timeout {MAX_TIMEOUTS} times in this run"
-        ));
-    }
-    // The call may never return, so it gets owned copies and its own thread, which is
-    // abandoned (not joined) when the time is up.
-    let owned: Vec<(String, Vec<u64>, Vec<f64>)> = channels
-        .iter()
-        .map(|c| (c.name.to_string(), c.shape.to_vec(), c.data.to_vec()))
-        .collect();
-    let (experiment, step) = (context.experiment.to_string(), context.step_index);
-    let (period, rate) = (
-        context.period.into_option(),
-        context.sample_rate.into_option(),
-    );
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let graph = Arc::clone(graph);
-    std::thread::Builder::new()
-        .name("oect-step-watchdog".into())
-        .spawn(move || {
-            let channels: Vec<Channel<'_>> = owned
-                .iter()
-                .map(|(n, s, d)| Channel::new(n, s, d))
-                .collect();
-            let context = StepContext::new(&experiment, step).with_sampling(period, rate);
-            let _ = tx.send(extractor(&graph, node).extract(&StepInput::new(&channels, context)));
-        })
-        .map_err(|e| format!("cannot start a thread for the step: {e}"))?;
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(_) => {
-            strikes.fetch_add(1, Ordering::Relaxed);
-            Err(format!(
-                "took longer than the step timeout ({} s); abandoned",
-                timeout.as_secs_f64()
-            ))
-        }
-    }
+    watch.calling(node, context.step_index as usize);
+    let result = extractor(graph, node).extract(&StepInput::new(channels, context));
+    watch.returned();
+    result
 }
 
 /// Values of one per-step feature for a range of steps.
@@ -121,6 +78,13 @@ impl Part {
             shapes: Vec::with_capacity(steps),
             errors: Vec::new(),
         }
+    }
+
+    /// One failed step: what a step that is not run (a known casualty) contributes.
+    pub fn failed(step: usize, message: String) -> Part {
+        let mut part = Part::with_capacity(step, 1);
+        part.push(step, Err(message), &[]);
+        part
     }
 
     pub fn len(&self) -> usize {
@@ -202,7 +166,7 @@ pub fn source_chunk(
     block: &StepBlock,
     experiment: &str,
     sampling: &[Option<Sampling>],
-    limits: &Limits,
+    watch: &dyn Watch,
 ) -> Part {
     let declared = &extractor(graph, node).shape;
     let (x_name, y_name) = channel_names(source);
@@ -218,7 +182,7 @@ pub fn source_chunk(
         let s = sampling.get(step).copied().flatten();
         let context = StepContext::new(experiment, step as u64)
             .with_sampling(s.map(|s| s.period), s.map(|s| s.sample_rate));
-        let result = call(graph, node, &channels, context, limits);
+        let result = call(graph, node, &channels, context, watch);
         part.push(step, result, declared);
     }
     part
@@ -232,7 +196,7 @@ pub fn derived_chunk(
     inputs: &[&Part],
     range: Range<usize>,
     experiment: &str,
-    limits: &Limits,
+    watch: &dyn Watch,
 ) -> Part {
     let declared = &extractor(graph, node).shape;
     // Channels are named after the input features, in the node's input order.
@@ -261,7 +225,7 @@ pub fn derived_chunk(
                 node,
                 &channels,
                 StepContext::new(experiment, step as u64),
-                limits,
+                watch,
             ),
         };
         part.push(step, result, declared);
@@ -278,7 +242,7 @@ pub fn block_parts(
     block: &StepBlock,
     experiment: &str,
     sampling: &[Option<Sampling>],
-    limits: &Limits,
+    watch: &dyn Watch,
 ) -> Vec<Option<Part>> {
     let range = block.first_step..block.first_step + block.n_steps();
     let mut parts: Vec<Option<Part>> = vec![None; graph.nodes.len()];
@@ -287,7 +251,7 @@ pub fn block_parts(
             continue;
         }
         let part = if node.inputs == [Input::Source(source)] {
-            source_chunk(graph, i, source, block, experiment, sampling, limits)
+            source_chunk(graph, i, source, block, experiment, sampling, watch)
         } else {
             let inputs: Vec<&Part> = node
                 .inputs
@@ -297,7 +261,7 @@ pub fn block_parts(
                     Input::Source(_) => None,
                 })
                 .collect();
-            derived_chunk(graph, i, &inputs, range.clone(), experiment, limits)
+            derived_chunk(graph, i, &inputs, range.clone(), experiment, watch)
         };
         parts[i] = Some(part);
     }

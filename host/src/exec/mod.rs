@@ -1,24 +1,34 @@
-//! Running a feature graph over a batch of experiment files.
+//! Running a feature graph over a batch of experiment files, contained.
 //!
-//! Two schedulers share the per-step computation ([`compute`]) and the table
-//! assembly ([`table`]), so they produce identical files:
+//! The `oect` process is a **supervisor** ([`supervise`]) that never opens an HDF5 file
+//! nor calls an extractor: **worker processes** ([`worker`], the same binary's hidden
+//! `__worker` subcommand, speaking [`protocol`]) open the files, read ranges of steps and
+//! run the extractors, and send back per-step values. So whatever a plugin or libhdf5 does
+//! to its process (a signal, `abort`, `exit`, a runaway allocation, an endless loop) costs
+//! only the work that process was doing; the supervisor pins it on the steps involved,
+//! records the casualty with its cause (here, in the file's metadata and in the crash
+//! [`journal`]) and goes on with a fresh worker.
 //!
-//! * **step mode** (default, [`step`]): one reader thread reads experiments one at a
-//!   time in chunks of steps and hands them to a pool of workers; tasks are
-//!   (experiment, feature, chunk of steps), and a feature that reads other per-step
-//!   features becomes ready as soon as its inputs for that chunk are done. One consumer
-//!   thread collects the results and writes each experiment the moment it is complete.
-//!   At most `in_flight` experiments are open at once and a bounded number of chunks
-//!   is held in memory, so memory does not grow with the batch.
-//! * **experiment mode** ([`experiment`]): one task per experiment, its features and
-//!   steps computed serially inside.
+//! Both modes call the same per-chunk functions ([`compute`]) on the same step ranges and
+//! assemble tables the same way ([`table`]), so they write identical files:
+//!
+//! * **step mode** (default): tasks are (experiment, chunk of steps) running every
+//!   per-step feature of that chunk; at most `in_flight` experiments are open at once;
+//! * **experiment mode**: one task per experiment, its chunks computed in order.
+//!
+//! Each worker holds two tasks, so reading the next chunk overlaps computing this one,
+//! and each opens the files it reads itself, so HDF5's global lock is per worker.
 
 pub mod compute;
-mod experiment;
 pub mod incremental;
+pub mod journal;
+pub mod pool;
+pub mod probe;
 mod progress;
-mod step;
+pub mod protocol;
+mod supervise;
 pub mod table;
+pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -32,13 +42,15 @@ use sha2::{Digest, Sha256};
 use crate::config::FeatureConfig;
 use crate::graph::{FeatureGraph, Input, Source};
 use crate::sink::{ExperimentKey, OutputMeta, PluginMeta, Sink, StepError, FORMAT_VERSION};
-use crate::source::{Experiment, Sampling, SourceError, StepBlock};
+use crate::source::{Experiment, ExperimentInfo, SourceError, StepBlock};
 use compute::Part;
+pub use pool::WorkerCommand;
 use progress::Progress;
 pub use progress::ProgressMode;
 
-/// Set by SIGINT / SIGTERM; the reader, the scheduler loops and experiment mode check it
-/// between chunks, so a stop leaves only whole files (or none) behind.
+/// Set by SIGINT / SIGTERM; the supervisor checks it every few milliseconds and then kills
+/// its workers, so a stop is prompt even while a worker is stuck, and leaves only whole
+/// files (or none) behind.
 fn stop_flag() -> &'static Arc<AtomicBool> {
     static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
@@ -81,8 +93,15 @@ pub struct RunOptions {
     pub chip_id: Option<String>,
     pub device_id: Option<String>,
     pub progress: ProgressMode,
-    /// Longest time one extractor call may take before its step is given up.
+    /// Longest time one extractor call may take; the worker making it is ended and the
+    /// step fails.
     pub step_timeout: Option<Duration>,
+    /// Longest time opening a file or reading one chunk of steps may take.
+    pub read_timeout: Option<Duration>,
+    /// Resident memory one worker process may use, in bytes.
+    pub max_memory: Option<u64>,
+    /// How worker processes are started.
+    pub worker: WorkerCommand,
 }
 
 /// What happened to one input file.
@@ -121,7 +140,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn input(&self) -> &Path {
+    pub fn input(&self) -> &Path {
         match self {
             Outcome::Written { input, .. }
             | Outcome::Skipped { input, .. }
@@ -149,6 +168,29 @@ pub struct Summary {
     pub read_fallbacks: usize,
     /// The run was stopped by a signal before every experiment was done.
     pub interrupted: bool,
+    /// Work that took a worker process down (or hung), in the order it happened.
+    pub casualties: Vec<Casualty>,
+    /// What plugins printed, if anything: it is kept out of oect's stdout.
+    pub worker_output: Option<WorkerOutput>,
+}
+
+/// A worker process lost on some work: the experiment's file (`feature == None`: opening
+/// or reading it) or one extractor call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Casualty {
+    pub input: PathBuf,
+    pub feature: Option<String>,
+    pub step: Option<usize>,
+    /// Signal name, exit status, "no answer within S s" or "memory limit", in words.
+    pub cause: String,
+}
+
+/// Output of worker processes (plugins' prints, libhdf5 messages).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkerOutput {
+    pub log: PathBuf,
+    pub lines: u64,
+    pub stdout_bytes: u64,
 }
 
 impl Summary {
@@ -172,16 +214,15 @@ impl Summary {
 /// Everything the workers share.
 struct Ctx {
     graph: Arc<FeatureGraph>,
-    limits: compute::Limits,
     config: FeatureConfig,
     sink: Sink,
     opts: RunOptions,
     /// Experiment → file, to refuse two files that would write the same output.
     claimed: Mutex<HashMap<ExperimentKey, PathBuf>>,
-    tasks: std::sync::atomic::AtomicUsize,
-    /// Nanoseconds spent per phase, summed over threads.
+    tasks: AtomicUsize,
+    /// Nanoseconds spent per phase, summed over the workers.
     phase_ns: [AtomicU64; 3],
-    /// Step reads done by HDF5 instead of the parallel chunk reader.
+    /// Step reads done by HDF5 instead of the parallel chunk reader (reported by workers).
     read_fallbacks: AtomicUsize,
 }
 
@@ -206,13 +247,12 @@ pub struct TimeSplit {
 impl Ctx {
     fn new(graph: FeatureGraph, config: FeatureConfig, sink: Sink, opts: RunOptions) -> Ctx {
         Ctx {
-            limits: compute::Limits::new(opts.step_timeout, graph.nodes.len()),
             graph: Arc::new(graph),
             config,
             sink,
             opts,
             claimed: Mutex::new(HashMap::new()),
-            tasks: std::sync::atomic::AtomicUsize::new(0),
+            tasks: AtomicUsize::new(0),
             phase_ns: Default::default(),
             read_fallbacks: AtomicUsize::new(0),
         }
@@ -237,16 +277,13 @@ impl Ctx {
     }
 }
 
-/// An opened experiment that needs computing.
+/// An opened experiment that needs computing, as the supervisor knows it.
 struct Prepared {
-    exp: Experiment,
     /// `chip-device`, for extractor messages.
     id: String,
     table: TableSource,
     chunks: BTreeMap<Source, Vec<Range<usize>>>,
-    /// Sampling parameters per transient step.
-    sampling: Vec<Option<Sampling>>,
-    /// When the file was opened.
+    /// When the supervisor asked for the file to be opened.
     started: Instant,
 }
 
@@ -274,24 +311,15 @@ fn chunk_ranges(
         .collect()
 }
 
-impl Ctx {
-    /// Steps `range` of one data source, timed as reading; counts the reads HDF5 did
-    /// instead of the parallel chunk reader. Both schedulers read an experiment from one
-    /// thread at a time, so the difference of its counter is this read's.
-    fn read_block(
-        &self,
-        exp: &Experiment,
-        source: Source,
-        range: Range<usize>,
-    ) -> Result<StepBlock, SourceError> {
-        let before = exp.read_fallbacks();
-        let block = self.timed(Phase::Read, || match source {
-            Source::Transfer => exp.read_transfer(range),
-            Source::Transient => exp.read_transient(range),
-        });
-        let fallbacks = exp.read_fallbacks().saturating_sub(before);
-        self.read_fallbacks.fetch_add(fallbacks, Ordering::Relaxed);
-        block
+/// Steps `range` of one data source (in a worker process).
+fn read_block(
+    exp: &Experiment,
+    source: Source,
+    range: Range<usize>,
+) -> Result<StepBlock, SourceError> {
+    match source {
+        Source::Transfer => exp.read_transfer(range),
+        Source::Transient => exp.read_transient(range),
     }
 }
 
@@ -309,18 +337,19 @@ pub fn source_hash(path: &Path) -> Result<String, String> {
 }
 
 impl Ctx {
-    /// Opens `path` and decides whether it needs computing.
-    fn prepare(&self, path: &Path) -> Result<Prepared, Outcome> {
-        self.timed(Phase::Read, || self.open(path))
-    }
-
-    fn open(&self, path: &Path) -> Result<Prepared, Outcome> {
-        let started = Instant::now();
+    /// Decides whether an opened experiment needs computing, and how it is cut.
+    fn admit(
+        &self,
+        exp: ExperimentInfo,
+        source_hash: String,
+        started: Instant,
+    ) -> Result<Prepared, Outcome> {
+        let path = exp.path.clone();
+        let path = path.as_path();
         let failed = |reason: String| Outcome::Failed {
             input: path.to_path_buf(),
             reason,
         };
-        let exp = Experiment::open(path).map_err(|e| failed(e.message))?;
         let wanted =
             |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
         if !wanted(&self.opts.chip_id, &exp.chip_id)
@@ -375,7 +404,6 @@ impl Ctx {
             steps.insert(source, n);
             chunks.insert(source, chunk_ranges(n, points, align, self.opts.workers));
         }
-        let source_hash = source_hash(path).map_err(failed)?;
         if !self.opts.force {
             if let Some((output, meta)) = self.sink.up_to_date(&key, &source_hash) {
                 let c = meta.counts();
@@ -394,10 +422,6 @@ impl Ctx {
             &exp.transient_steps,
             exp.created_at,
         );
-        let sampling = match steps.get(&Source::Transient) {
-            Some(&n) => (0..n).map(|s| exp.transient_sampling(s)).collect(),
-            None => Vec::new(),
-        };
         Ok(Prepared {
             table: TableSource {
                 input: path.to_path_buf(),
@@ -406,10 +430,8 @@ impl Ctx {
                 layout,
                 steps,
             },
-            exp,
             id,
             chunks,
-            sampling,
             started,
         })
     }
@@ -502,7 +524,7 @@ impl Ctx {
 
 /// Which experiment a file is: chip, device and test id (or, for a file without a test id,
 /// its file stem, so that two such files of one device still get outputs of their own).
-pub fn experiment_key(exp: &Experiment) -> ExperimentKey {
+pub fn experiment_key(exp: &ExperimentInfo) -> ExperimentKey {
     let stem = || {
         exp.path
             .file_stem()
@@ -530,7 +552,8 @@ pub struct TableSource {
     pub steps: BTreeMap<Source, usize>,
 }
 
-/// Runs `graph` over `inputs` (files, in the order given) and writes to `sink`.
+/// Runs `graph` over `inputs` (files, in the order given) and writes to `sink`. If the
+/// worker processes cannot be started at all, every experiment fails with that reason.
 pub fn run(
     graph: FeatureGraph,
     config: FeatureConfig,
@@ -541,11 +564,22 @@ pub fn run(
     let start = Instant::now();
     sink.remove_stale_temps();
     let progress = Progress::start(opts.progress, inputs.len());
-    let ctx = Arc::new(Ctx::new(graph, config, sink, opts.clone()));
-    let mut outcomes = match opts.mode {
-        Mode::Step => step::run(&ctx, inputs, &progress),
-        Mode::Experiment => experiment::run(&ctx, inputs, &progress),
+    let log = Arc::new(pool::OutputLog::new(sink.dir()));
+    let init = protocol::Request::Init {
+        config: Some(protocol::ConfigText {
+            name: config.name.clone(),
+            origin: config.origin.clone(),
+            text: config.text.clone(),
+        }),
+        plugins: graph.libraries.clone(),
+        content_hash: Some(graph.content_hash.clone()),
+        step_timeout: opts.step_timeout.map(|d| d.as_secs_f64()),
+        read_timeout: opts.read_timeout.map(|d| d.as_secs_f64()),
     };
+    let workers = pool::Pool::new(opts.worker.clone(), init, opts.workers, Arc::clone(&log));
+    let ctx = Ctx::new(graph, config, sink, opts.clone());
+    let report = supervise::run(&ctx, workers, inputs, &progress);
+    let mut outcomes = report.outcomes;
     let seconds = start.elapsed().as_secs_f64();
     progress.finish(seconds);
     let order: HashMap<&Path, usize> = inputs
@@ -558,6 +592,7 @@ pub fn run(
     let outcomes_interrupted = outcomes
         .iter()
         .any(|o| matches!(o, Outcome::Interrupted { .. }));
+    let (stdout_bytes, lines) = log.totals();
     Summary {
         mode: opts.mode,
         workers: opts.workers,
@@ -567,6 +602,12 @@ pub fn run(
         time_split: ctx.time_split(),
         read_fallbacks: ctx.read_fallbacks.load(Ordering::Relaxed),
         interrupted: outcomes_interrupted,
+        casualties: report.casualties,
+        worker_output: (lines > 0).then(|| WorkerOutput {
+            log: log.path().to_path_buf(),
+            lines,
+            stdout_bytes,
+        }),
     }
 }
 

@@ -75,6 +75,13 @@ impl Progress {
         }));
     }
 
+    /// `done` of the `total` steps of the experiments opened so far are computed (shown
+    /// on the bar; a later JSON event may carry it too).
+    pub(super) fn steps(&self, done: usize, total: usize) {
+        self.bar
+            .set_message(format!("{done} / {total} steps computed"));
+    }
+
     /// The run is over; `seconds` is its wall time.
     pub(super) fn finish(&self, seconds: f64) {
         self.bar.finish_and_clear();

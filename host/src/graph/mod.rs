@@ -13,6 +13,7 @@
 pub mod expr;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use oect_plugin_api::{Dim, InputKind};
 use sha2::{Digest, Sha256};
@@ -22,7 +23,10 @@ use crate::plugins::{Extractor, Registry};
 use expr::{Expr, Extent};
 
 /// A measured data source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Source {
     Transfer,
     Transient,
@@ -108,6 +112,9 @@ pub struct UsedPlugin {
     pub version: String,
     pub api_version: String,
     pub library_sha256: String,
+    /// The extractors of this plugin that the graph uses, so that what a worker process
+    /// prints or suffers while running one can be attributed to the plugin.
+    pub extractors: Vec<String>,
 }
 
 /// A validated feature graph; `nodes` are in topological order (config order among
@@ -116,6 +123,11 @@ pub struct FeatureGraph {
     pub nodes: Vec<Node>,
     /// The plugins the nodes' extractors come from, sorted by name.
     pub plugins: Vec<UsedPlugin>,
+    /// The used plugins' libraries in the order the registry loaded them: a worker process
+    /// loads exactly these, in this order, so that every extractor name resolves to the
+    /// same plugin as here (the first loaded wins; any library before the winner that
+    /// offered the name would have won instead, so it is not needed).
+    pub libraries: Vec<PathBuf>,
     /// SHA-256 over the config text, the oect version and every used plugin's name,
     /// version and library hash: outputs carry it, so an edited config, a new oect or a
     /// rebuilt plugin (even with the same version) triggers recomputation.
@@ -250,7 +262,13 @@ impl FeatureGraph {
                             version: plugin.version.clone(),
                             api_version: plugin.api_version.clone(),
                             library_sha256,
+                            extractors: Vec::new(),
                         });
+                    }
+                    let entry = used.iter_mut().find(|p| p.name == plugin.name);
+                    let entry = entry.expect("pushed above");
+                    if !entry.extractors.contains(name) {
+                        entry.extractors.push(name.clone());
                     }
                     let unit = Some(doc.unit.clone()).filter(|u| !u.is_empty());
                     let shape = extractor.shape.clone();
@@ -323,6 +341,11 @@ impl FeatureGraph {
             });
         }
 
+        let libraries = registry
+            .plugins()
+            .filter(|p| used.iter().any(|u| u.name == p.name))
+            .map(|p| p.path.clone())
+            .collect();
         used.sort_by(|a, b| a.name.cmp(&b.name));
         let mut hash = Sha256::new();
         hash.update(config.text.as_bytes());
@@ -340,6 +363,7 @@ impl FeatureGraph {
         Ok(FeatureGraph {
             nodes,
             plugins: used,
+            libraries,
             content_hash,
         })
     }

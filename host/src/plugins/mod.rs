@@ -160,6 +160,20 @@ impl Registry {
         registry
     }
 
+    /// Loads exactly `libraries`, in this order: a worker process loads the libraries its
+    /// supervisor's discovery chose, so both resolve every extractor name alike.
+    pub fn from_libraries(libraries: &[PathBuf]) -> Registry {
+        let mut registry = Registry {
+            plugins: Vec::new(),
+            extractors: BTreeMap::new(),
+            warnings: Vec::new(),
+        };
+        for lib in libraries {
+            registry.load(lib);
+        }
+        registry
+    }
+
     fn load(&mut self, path: &Path) {
         let module = match load_module(path) {
             Ok(m) => m,

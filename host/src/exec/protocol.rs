@@ -1,0 +1,341 @@
+//! The worker protocol: what the supervisor and a worker process say to each other.
+//!
+//! Language-neutral on purpose (a Python worker speaks it too; `docs/WORKER_PROTOCOL.md`
+//! is the reference). The channel is a Unix socketpair that the worker finds on its
+//! standard input (fd 0) and moves away from it before anything else runs, so neither a
+//! plugin's `print` nor a `read` from stdin can touch it. Every message is one frame:
+//!
+//! ```text
+//! u32 LE  header length H
+//! u32 LE  payload length P (a multiple of 8)
+//! H bytes header: one JSON object with a "type" field
+//! P bytes payload: little-endian f64 values (only `part` frames carry any)
+//! ```
+
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::compute::Part;
+use crate::graph::Source;
+use crate::source::{ExperimentInfo, Overview};
+
+/// Largest header accepted (a part's shapes and errors for 512 steps are a few kB).
+const MAX_HEADER: usize = 64 << 20;
+/// Largest payload accepted.
+const MAX_PAYLOAD: usize = 1 << 30;
+
+/// A config as the worker rebuilds it: the exact text, so the graph and its hash agree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigText {
+    pub name: String,
+    pub origin: String,
+    pub text: String,
+}
+
+/// One range of steps of a compute request. `index` is the supervisor's chunk number
+/// within `source`; replies name ranges by their position in the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRange {
+    pub source: Source,
+    pub index: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl StepRange {
+    pub fn steps(&self) -> Range<usize> {
+        self.start..self.end
+    }
+}
+
+/// A (node, step) call the worker must not make; it records `message` as that step's
+/// error instead (a known casualty, or one that already cost a worker in this run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skip {
+    pub node: usize,
+    pub step: usize,
+    pub message: String,
+}
+
+/// Supervisor → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// First message. Without a config the worker only opens and inspects files.
+    Init {
+        config: Option<ConfigText>,
+        /// Plugin libraries to load, in the supervisor's discovery order.
+        plugins: Vec<PathBuf>,
+        /// The graph hash the supervisor computed; the worker refuses to run on another.
+        content_hash: Option<String>,
+        /// Seconds one extractor call may take (`None`: no limit).
+        step_timeout: Option<f64>,
+        /// Seconds opening a file or reading one range of steps may take.
+        read_timeout: Option<f64>,
+    },
+    /// Open a file and reply `opened` (or `open_failed`); it stays open for `compute`.
+    Open { task: u64, path: PathBuf },
+    /// Read and inspect a file; reply `inspected` (or `open_failed`).
+    Inspect { task: u64, path: PathBuf },
+    /// Read `ranges` of `path` (opening it if needed) and run every per-step feature on
+    /// them, range by range. `isolate`: report each step as it is computed (`step` before
+    /// each call, one-step `part`s), so that a crash can be pinned on one call.
+    Compute {
+        task: u64,
+        path: PathBuf,
+        /// `chip-device`, as extractors see it in their step context.
+        experiment: String,
+        ranges: Vec<StepRange>,
+        isolate: bool,
+        skip: Vec<Skip>,
+    },
+    /// Forget an open file.
+    Close { path: PathBuf },
+}
+
+/// What a thread of the worker is doing, for `begin` markers and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    Open,
+    Read,
+    Compute,
+    Call,
+}
+
+/// Worker → supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Ready {
+        pid: u32,
+    },
+    /// The worker could not start (plugins, config); it exits after this.
+    Fatal {
+        message: String,
+    },
+    Opened {
+        task: u64,
+        info: ExperimentInfo,
+        seconds: f64,
+    },
+    Inspected {
+        task: u64,
+        overview: Overview,
+    },
+    /// Opening failed with an ordinary error (not a crash).
+    OpenFailed {
+        task: u64,
+        message: String,
+    },
+    /// A thread starts `what` on range `range` of `task` (`None` for an open).
+    Begin {
+        task: u64,
+        range: Option<usize>,
+        what: Activity,
+    },
+    /// Range `range` of `task` is read; computing it comes next. `fallbacks`: step reads
+    /// the HDF5 library did instead of the parallel chunk reader (optional, 0).
+    ReadDone {
+        task: u64,
+        range: usize,
+        seconds: f64,
+        #[serde(default)]
+        fallbacks: usize,
+    },
+    /// Reading range `range` failed; `fallbacks` as in `read_done` (a chunk the parallel
+    /// reader refused is read again by HDF5, which then reports the damage).
+    ReadFailed {
+        task: u64,
+        range: usize,
+        message: String,
+        #[serde(default)]
+        fallbacks: usize,
+    },
+    /// Isolated tasks only: about to call `node` on `step`.
+    Step {
+        task: u64,
+        range: usize,
+        node: usize,
+        step: usize,
+    },
+    /// Values of `node` for steps `first..first + shapes.len()` of range `range`; the
+    /// payload holds the values of the steps that did not fail, in order, each of
+    /// `product(shape)` values.
+    Part {
+        task: u64,
+        range: usize,
+        node: usize,
+        first: usize,
+        shapes: Vec<Option<Vec<u64>>>,
+        errors: Vec<(usize, String)>,
+        /// Time spent computing it.
+        seconds: f64,
+    },
+    /// Every range of `task` is computed.
+    Done {
+        task: u64,
+    },
+    /// Sent by the worker's watchdog just before the worker ends itself.
+    Timeout {
+        task: u64,
+        what: Activity,
+        range: Option<usize>,
+        node: Option<usize>,
+        step: Option<usize>,
+        seconds: f64,
+    },
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, header: &impl Serialize, payload: &[f64]) -> io::Result<()> {
+    let json = serde_json::to_vec(header).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(8 + json.len() + 8 * payload.len());
+    frame.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&((8 * payload.len()) as u32).to_le_bytes());
+    frame.extend_from_slice(&json);
+    for v in payload {
+        frame.extend_from_slice(&v.to_le_bytes());
+    }
+    w.write_all(&frame)
+}
+
+/// Reads one frame: `Ok(None)` at a clean end of stream.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(
+    r: &mut impl Read,
+) -> io::Result<Option<(T, Vec<f64>)>> {
+    let mut lens = [0u8; 8];
+    match r.read_exact(&mut lens[..1]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut lens[1..])?;
+    let h = u32::from_le_bytes(lens[..4].try_into().expect("4 bytes")) as usize;
+    let p = u32::from_le_bytes(lens[4..].try_into().expect("4 bytes")) as usize;
+    if h > MAX_HEADER || p > MAX_PAYLOAD || p % 8 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad frame lengths: header {h}, payload {p}"),
+        ));
+    }
+    let mut header = vec![0u8; h];
+    r.read_exact(&mut header)?;
+    let mut bytes = vec![0u8; p];
+    r.read_exact(&mut bytes)?;
+    let message = serde_json::from_slice(&header)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad header: {e}")))?;
+    let payload = bytes
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    Ok(Some((message, payload)))
+}
+
+/// The `part` reply for `part` and its payload.
+pub fn part_reply(
+    task: u64,
+    range: usize,
+    node: usize,
+    part: Part,
+    seconds: f64,
+) -> (Reply, Vec<f64>) {
+    (
+        Reply::Part {
+            task,
+            range,
+            node,
+            first: part.first,
+            shapes: part.shapes,
+            errors: part.errors,
+            seconds,
+        },
+        part.values,
+    )
+}
+
+/// Rebuilds a [`Part`] from a `part` reply; `None` if the payload does not match the shapes.
+pub fn part_from(
+    first: usize,
+    shapes: Vec<Option<Vec<u64>>>,
+    errors: Vec<(usize, String)>,
+    values: Vec<f64>,
+) -> Option<Part> {
+    let mut offsets = Vec::with_capacity(shapes.len() + 1);
+    offsets.push(0usize);
+    for s in &shapes {
+        let n = s.as_ref().map_or(0, |s| s.iter().product::<u64>() as usize);
+        offsets.push(offsets.last().expect("non-empty") + n);
+    }
+    (*offsets.last().expect("non-empty") == values.len()).then_some(Part {
+        first,
+        values,
+        offsets,
+        shapes,
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_with_their_payload() {
+        let part = Part {
+            first: 7,
+            values: vec![1.5, f64::NAN, -0.0, 4.0, 5.0],
+            offsets: vec![0, 1, 1, 5],
+            shapes: vec![Some(vec![]), None, Some(vec![2, 2])],
+            errors: vec![(8, "bad step".into())],
+        };
+        let (reply, payload) = part_reply(3, 1, 2, part.clone(), 0.5);
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &reply, &payload).unwrap();
+        write_frame(&mut bytes, &Reply::Done { task: 3 }, &[]).unwrap();
+        let mut r = bytes.as_slice();
+        let (back, values): (Reply, Vec<f64>) = read_frame(&mut r).unwrap().unwrap();
+        let Reply::Part {
+            task,
+            range,
+            node,
+            first,
+            shapes,
+            errors,
+            ..
+        } = back
+        else {
+            panic!("not a part: {back:?}")
+        };
+        assert_eq!((task, range, node), (3, 1, 2));
+        let got = part_from(first, shapes, errors, values).unwrap();
+        assert_eq!(got.offsets, part.offsets);
+        assert_eq!(got.shapes, part.shapes);
+        assert_eq!(got.errors, part.errors);
+        let bits = |p: &Part| p.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&part));
+        assert!(matches!(
+            read_frame::<Reply>(&mut r).unwrap(),
+            Some((Reply::Done { task: 3 }, _))
+        ));
+        assert!(read_frame::<Reply>(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn damaged_frames_are_errors_not_allocations() {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        assert!(read_frame::<Reply>(&mut bytes.as_slice()).is_err());
+        // A truncated frame is an error, not a clean end.
+        let mut ok = Vec::new();
+        write_frame(&mut ok, &Reply::Done { task: 1 }, &[1.0]).unwrap();
+        ok.pop();
+        assert!(read_frame::<Reply>(&mut ok.as_slice()).is_err());
+        // Payload and shapes must agree.
+        assert!(part_from(0, vec![Some(vec![2])], vec![], vec![1.0]).is_none());
+    }
+}
