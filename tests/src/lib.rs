@@ -192,6 +192,24 @@ pub fn float_column(path: &Path, name: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Every Float64 column of an output file (features and `elapsed_s`; the key columns of
+/// other types are left out), by name.
+pub fn float_columns(path: &Path) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let mut columns: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for batch in batches(path) {
+        let schema = batch.schema();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            if let Some(values) = column.as_primitive_opt::<Float64Type>() {
+                columns
+                    .entry(field.name().clone())
+                    .or_default()
+                    .extend_from_slice(values.values());
+            }
+        }
+    }
+    columns
+}
+
 /// The `PANDAS_ATTRS` metadata of an output file.
 pub fn attrs(path: &Path) -> serde_json::Value {
     let file = File::open(path).expect("output file");

@@ -302,7 +302,7 @@ fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("step 2") && stdout.contains("step timeout"),
+        stdout.contains("step 2") && stdout.contains("no answer within 0.5 s (--step-timeout)"),
         "{stdout}"
     );
     let files = parquet_files(&out);
