@@ -95,6 +95,9 @@ fn the_conformance_check_fails_a_misbehaving_plugin_by_name() {
         "check",
         oect_e2e::library("faulty_fixture").to_str().unwrap(),
         "--json",
+        // The fixture's extractors that sleep or spin count as hung after this.
+        "--timeout",
+        "10",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
