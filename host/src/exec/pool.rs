@@ -46,7 +46,7 @@ impl WorkerCommand {
 pub enum Event {
     Reply {
         worker: u64,
-        reply: Reply,
+        reply: Box<Reply>,
         payload: Vec<f64>,
     },
     /// The worker's socket closed: it ended or died.
@@ -339,7 +339,7 @@ impl Pool {
             while let Ok(Some((reply, payload))) = protocol::read_frame::<Reply>(&mut reader) {
                 let event = Event::Reply {
                     worker: id,
-                    reply,
+                    reply: Box::new(reply),
                     payload,
                 };
                 if events.send(event).is_err() {

@@ -65,7 +65,7 @@ impl Prober {
                 }
             }
             match self.pool.next_event(Duration::from_millis(50)) {
-                Some(Event::Reply { reply, .. }) => match reply {
+                Some(Event::Reply { reply, .. }) => match *reply {
                     Reply::Ready { .. } => {}
                     Reply::Timeout { seconds, .. } => {
                         if let Some(p) = self.pool.procs[0].as_mut() {
@@ -79,7 +79,7 @@ impl Prober {
                     | Reply::OpenFailed { task: t, .. }
                         if t == task =>
                     {
-                        return match reply {
+                        return match *reply {
                             Reply::OpenFailed { message, .. } => Err(message),
                             r => Ok(r),
                         };

@@ -177,7 +177,7 @@ impl Supervisor<'_> {
                     worker,
                     reply,
                     payload,
-                }) => self.reply(worker, reply, payload),
+                }) => self.reply(worker, *reply, payload),
                 Some(Event::Gone { worker }) => self.gone(worker),
                 None => {}
             }
@@ -314,10 +314,7 @@ impl Supervisor<'_> {
 
     fn dispatch(&mut self) {
         for slot in 0..self.pool.procs.len() {
-            loop {
-                let Some(proc) = self.pool.procs[slot].as_ref() else {
-                    break;
-                };
+            while let Some(proc) = self.pool.procs[slot].as_ref() {
                 if !proc.ready
                     || proc.jobs.len() >= DEPTH
                     || proc.jobs.iter().any(|t| self.jobs[t].exclusive)
