@@ -59,9 +59,11 @@ bad = 0
 for base_dir in sorted(glob.glob(os.path.join(out, "base-*"))):
     new_dir = base_dir.replace("/base-", "/new-")
     key = lambda p: os.path.basename(p).split("-feat_")[0]
-    b = {key(p): p for p in glob.glob(os.path.join(base_dir, "*.parquet"))}
-    n = {key(p): p for p in glob.glob(os.path.join(new_dir, "*.parquet"))}
-    assert b.keys() == n.keys(), (base_dir, sorted(b), sorted(n))
+    # Outputs are in one folder per config (OUT/<config>/...).
+    files = lambda d: glob.glob(os.path.join(d, "**", "*.parquet"), recursive=True)
+    b = {key(p): p for p in files(base_dir)}
+    n = {key(p): p for p in files(new_dir)}
+    assert b and b.keys() == n.keys(), (base_dir, sorted(b), sorted(n))
     for k in b:
         # pandas' equals: same shape, dtypes and values, NaN equal to NaN in the same place.
         if not pq.read_table(b[k]).to_pandas().equals(pq.read_table(n[k]).to_pandas()):
