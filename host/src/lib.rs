@@ -5,7 +5,8 @@
 //! validate a feature config) → [`graph`] (feature DAG, safe `func:` expressions) →
 //! [`ingest`] (raw instrument exports → HDF5, synthetic generator) →
 //! [`source`] (HDF5 experiment reader) → [`exec`] (step and
-//! experiment schedulers) → [`sink`] (Parquet output, skip / force) → [`cli`].
+//! experiment schedulers) → [`sink`] (Parquet output, skip / force) → [`view`] (figures
+//! and the HTML report) → [`cli`].
 
 pub mod cli;
 pub mod config;
@@ -15,3 +16,4 @@ pub mod ingest;
 pub mod plugins;
 pub mod sink;
 pub mod source;
+pub mod view;

@@ -10,6 +10,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 mod watch;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -97,6 +98,10 @@ enum Command {
         #[arg(long)]
         from: Option<usize>,
     },
+    /// Figures (PNG or SVG) of feature outputs and experiment files.
+    Plot(view::PlotArgs),
+    /// One self-contained HTML page for a batch: summary table and every figure.
+    Report(view::ReportArgs),
     /// Merge one config's outputs into a single Parquet file, keeping every experiment's
     /// metadata.
     Collect {
@@ -448,6 +453,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Slurm {
             command: SlurmCommand::Submit(args),
         } => submit(&cli.plugin_dirs, &args),
+        Command::Plot(args) => view::plot(&args),
+        Command::Report(args) => view::report(&args),
         Command::Collect {
             out_dir,
             config,
