@@ -72,8 +72,10 @@ fn fixture() -> &'static Fixture {
             let o = run_config(&data.join("c"), config, &again, &[]);
             assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
         }
-        assert_eq!(parquet_files(&features).len(), 12);
-        assert_eq!(parquet_files(&again).len(), 3);
+        for config in CONFIGS {
+            assert_eq!(parquet_files(&features.join(config)).len(), 4);
+            assert_eq!(parquet_files(&again.join(config)).len(), 1);
+        }
         let mut files: Vec<PathBuf> = first.into_iter().chain(more).chain(repeat).collect();
         files.sort();
         Fixture {
@@ -151,6 +153,8 @@ fn expected_feature_files(chips: &[&str], ext: &str) -> BTreeSet<String> {
                 "Von_forward",
                 "absI_max",
                 "transient_peak",
+                "transient_tau[tau_on]",
+                "transient_tau[tau_off]",
                 "transient_decay",
                 "gm_to_peak_ratio",
                 "decay_normalized",
@@ -159,8 +163,8 @@ fn expected_feature_files(chips: &[&str], ext: &str) -> BTreeSet<String> {
         (
             "transient_tau",
             &[
-                "tau_cycles[0]",
-                "tau_cycles[1]",
+                "tau_cycles[tau_on]",
+                "tau_cycles[tau_off]",
                 "tau_on_mean",
                 "tau_off_mean",
                 "tau_on_std",
@@ -194,7 +198,12 @@ fn experiment_files(files: &[PathBuf], ext: &str) -> BTreeSet<String> {
     files
         .iter()
         .flat_map(|f| {
-            let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+            let stem = f
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('#')
+                .to_string();
             ["transfer", "transient"].map(|k| format!("experiments/{stem}-{k}.{ext}"))
         })
         .collect()
@@ -213,15 +222,15 @@ fn plot_png_draws_every_feature_per_chip_and_every_experiment() {
         s(&out),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let mut want = expected_feature_files(&["#VW0001", "#VW0002"], "png");
+    let mut want = expected_feature_files(&["VW0001", "VW0002"], "png");
     want.extend(experiment_files(&fx.files, "png"));
     assert_eq!(tree(&out), want);
     for f in &want {
         assert_not_blank(&out.join(f));
     }
     // One line per experiment: chip #VW0001 has three (device 1 twice, device 3), #VW0002 two.
-    let gm1 = out.join("v2_mixed/#VW0001-gm_max_forward.png");
-    let gm2 = out.join("v2_mixed/#VW0002-gm_max_forward.png");
+    let gm1 = out.join("v2_mixed/VW0001-gm_max_forward.png");
+    let gm2 = out.join("v2_mixed/VW0002-gm_max_forward.png");
     assert!(LINE_COLORS.iter().all(|&c| has_colour(&gm1, c)));
     assert!(has_colour(&gm2, LINE_COLORS[1]) && !has_colour(&gm2, LINE_COLORS[2]));
     // Transfer sweeps coloured by step: the colour scale's first (dark violet) and last
@@ -230,7 +239,8 @@ fn plot_png_draws_every_feature_per_chip_and_every_experiment() {
         .file_stem()
         .unwrap()
         .to_string_lossy()
-        .into_owned();
+        .trim_start_matches('#')
+        .to_string();
     let (_, _, px) = decode_png(&out.join(format!("experiments/{stem}-transfer.png")));
     let violet = px.iter().any(|p| p[2] > 60 && p[0] > 50 && p[1] < 20);
     let yellowish = px.iter().any(|p| p[0] > 150 && p[1] > 180 && p[2] < 80);
@@ -284,9 +294,9 @@ fn plot_svg_selects_features_and_chip_and_labels_them() {
         .collect();
     assert_eq!(chip1.len(), 3);
     let mut want: BTreeSet<String> = [
-        "v2_mixed/#VW0001-gm_max_forward.svg",
-        "transient_tau/#VW0001-tau_cycles[0].svg",
-        "transient_tau/#VW0001-tau_cycles[1].svg",
+        "v2_mixed/VW0001-gm_max_forward.svg",
+        "transient_tau/VW0001-tau_cycles[tau_on].svg",
+        "transient_tau/VW0001-tau_cycles[tau_off].svg",
     ]
     .map(String::from)
     .into();
@@ -300,16 +310,22 @@ fn plot_svg_selects_features_and_chip_and_labels_them() {
             "{f}: no line"
         );
     }
-    let gm = std::fs::read_to_string(out.join("v2_mixed/#VW0001-gm_max_forward.svg")).unwrap();
+    let gm = std::fs::read_to_string(out.join("v2_mixed/VW0001-gm_max_forward.svg")).unwrap();
     assert!(gm.contains("gm_max_forward — chip #VW0001"), "{gm}");
     assert!(gm.contains("config v2_mixed · 3 experiments"));
     assert!(gm.contains("step (step_index)"));
     // Device 1 was tested twice: its two lines name their tests; device 3 needs no more.
     assert_eq!(gm.matches("dev 1 · test_").count(), 2, "{gm}");
     assert!(gm.contains("\ndev 3\n"), "{gm}");
-    let tau = std::fs::read_to_string(out.join("transient_tau/#VW0001-tau_cycles[0].svg")).unwrap();
+    let tau =
+        std::fs::read_to_string(out.join("transient_tau/VW0001-tau_cycles[tau_on].svg")).unwrap();
     assert!(tau.contains("per-step median over cycles, band: inter-quartile range"));
-    let stem = chip1[0].file_stem().unwrap().to_string_lossy().into_owned();
+    let stem = chip1[0]
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches('#')
+        .to_string();
     let transfer =
         std::fs::read_to_string(out.join(format!("experiments/{stem}-transfer.svg"))).unwrap();
     for label in [
@@ -399,7 +415,7 @@ fn a_spike_among_100000_steps_survives_and_time_and_units_are_used() {
         "svg",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let svg = std::fs::read_to_string(out.join("hand_made/#PS01-gm.svg")).unwrap();
+    let svg = std::fs::read_to_string(out.join("hand_made/PS01-gm.svg")).unwrap();
     // 100 000 steps × 30 s = 35 days; gm about 1 mS.
     assert!(svg.contains("elapsed time (d)"), "{svg}");
     assert!(svg.contains("gm (mS)"));
@@ -446,7 +462,7 @@ fn a_spike_among_100000_steps_survives_and_time_and_units_are_used() {
         "--normalize",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let png = png_out.join("hand_made/#PS01-gm.png");
+    let png = png_out.join("hand_made/PS01-gm.png");
     assert_not_blank(&png);
     let (w, _, px) = decode_png(&png);
     // Rows with the line's colour left of the legend column (190 px).
@@ -472,7 +488,7 @@ fn a_spike_among_100000_steps_survives_and_time_and_units_are_used() {
         "svg",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let svg = std::fs::read_to_string(svg_norm.join("hand_made/#PS01-gm.svg")).unwrap();
+    let svg = std::fs::read_to_string(svg_norm.join("hand_made/PS01-gm.svg")).unwrap();
     assert!(svg.contains("gm / first step") && svg.contains("normalised to the first step"));
     assert!(
         svg.contains("\n10\n"),
@@ -502,7 +518,7 @@ fn x_time_without_time_columns_falls_back_to_steps_and_says_so() {
         err.contains("note: --x time") && err.contains("plotting against step instead"),
         "{err}"
     );
-    let svg = std::fs::read_to_string(out.join("v2_mixed/#VW0001-absI_max.svg")).unwrap();
+    let svg = std::fs::read_to_string(out.join("v2_mixed/VW0001-absI_max.svg")).unwrap();
     assert!(svg.contains("step (step_index)"));
 }
 
@@ -512,10 +528,7 @@ fn bad_inputs_are_named_and_everything_else_is_drawn() {
     let dir = scratch("view-bad");
     let mixed = dir.join("in");
     std::fs::create_dir_all(&mixed).unwrap();
-    let good = parquet_files(&fx.features)
-        .into_iter()
-        .find(|p| p.to_string_lossy().contains("-v2_mixed-"))
-        .unwrap();
+    let good = parquet_files(&fx.features.join("v2_mixed")).remove(0);
     std::fs::copy(&good, mixed.join(good.file_name().unwrap())).unwrap();
     std::fs::write(mixed.join("broken.parquet"), b"not parquet at all").unwrap();
     std::fs::write(mixed.join("broken.h5"), b"not hdf5").unwrap();
@@ -529,7 +542,7 @@ fn bad_inputs_are_named_and_everything_else_is_drawn() {
     );
     assert!(err.contains("broken.h5: not a readable HDF5 file"), "{err}");
     let made = tree(&out);
-    assert_eq!(made.len(), 7, "{made:?}");
+    assert_eq!(made.len(), 9, "{made:?}");
     assert!(made
         .iter()
         .all(|f| f.starts_with("v2_mixed/") && !f.contains(".tmp")));
@@ -602,10 +615,7 @@ fn the_report_is_one_offline_file_that_names_every_experiment() {
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
     // The summary: one row per output, the failed derived feature with its reason, time spans.
     assert_eq!(html.matches("<tr><td>").count(), 15 + 1);
-    assert!(
-        html.contains("gm_to_peak_ratio: inputs have different numbers of steps"),
-        "reason missing"
-    );
+    assert!(html.contains("transient_decay: no fit: "), "reason missing");
     assert!(
         html.contains("2025-08-15"),
         "no time span from the experiment files"

@@ -24,6 +24,8 @@ pub struct Row {
     pub steps: String,
     pub failed: u64,
     pub failure_reasons: Vec<String>,
+    pub no_fit: u64,
+    pub no_fit_reasons: Vec<String>,
     pub nonfinite: u64,
     pub nonfinite_detail: Vec<String>,
     pub span: String,
@@ -66,6 +68,7 @@ impl Row {
         span: Option<(NaiveDateTime, NaiveDateTime)>,
     ) -> Row {
         let mut failure_reasons = Vec::new();
+        let mut no_fit_reasons = Vec::new();
         let mut nonfinite_detail = Vec::new();
         for h in &o.health {
             let listed: usize = h.reasons.iter().map(|r| r.1).sum();
@@ -76,6 +79,9 @@ impl Row {
                 let more = h.failed as usize - listed;
                 let what = if listed == 0 { "" } else { " more" };
                 failure_reasons.push(format!("{}: {more}{what} failed steps", h.feature));
+            }
+            for (message, n) in &h.no_fit_reasons {
+                no_fit_reasons.push(format!("{}: {message} (×{n})", h.feature));
             }
             if h.nonfinite > 0 {
                 nonfinite_detail.push(format!("{}: {}", h.feature, h.nonfinite));
@@ -134,6 +140,8 @@ impl Row {
             steps: step_counts(o.step_counts.iter().map(|(k, n)| (k.as_str(), *n))),
             failed: o.health.iter().map(|h| h.failed).sum(),
             failure_reasons,
+            no_fit: o.health.iter().map(|h| h.no_fit).sum(),
+            no_fit_reasons,
             nonfinite: o.health.iter().map(|h| h.nonfinite).sum(),
             nonfinite_detail,
             span,
@@ -158,6 +166,8 @@ impl Row {
             steps: step_counts(counts.into_iter().filter(|c| c.1 > 0)),
             failed: 0,
             failure_reasons: vec!["no feature output in the inputs".into()],
+            no_fit: 0,
+            no_fit_reasons: Vec::new(),
             nonfinite: 0,
             nonfinite_detail: Vec::new(),
             span: span_text(c.span).unwrap_or_else(|| "—".into()),
@@ -411,7 +421,7 @@ pub fn page(c: &Content) -> Page {
     h.push_str(
         "<section id=\"summary\"><h2>Experiments</h2>\n<table>\n<thead><tr><th>Chip</th>\
          <th>Device</th><th>Experiment file</th><th>Config</th><th>Steps</th>\
-         <th>Failed steps</th><th>NaN / no value</th><th>Time span</th><th>Provenance</th>\
+         <th>Failed steps</th><th>No fit</th><th>NaN / ±inf</th><th>Time span</th><th>Provenance</th>\
          </tr></thead>\n<tbody>\n",
     );
     for r in &c.rows {
@@ -419,7 +429,7 @@ pub fn page(c: &Content) -> Page {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td class=\"file\">{}</td><td>{}</td><td>{}</td>\
-             <td class=\"{}\"><b>{}</b>{}</td><td class=\"count\"><b>{}</b>{}</td><td>{}</td><td class=\"prov\">{}</td></tr>",
+             <td class=\"{}\"><b>{}</b>{}</td><td class=\"count\"><b>{}</b>{}</td><td class=\"count\"><b>{}</b>{}</td><td>{}</td><td class=\"prov\">{}</td></tr>",
             esc(&r.chip),
             esc(&r.device),
             esc(&r.experiment),
@@ -428,6 +438,8 @@ pub fn page(c: &Content) -> Page {
             bad(r.failed),
             r.failed,
             list(&r.failure_reasons),
+            r.no_fit,
+            list(&r.no_fit_reasons),
             r.nonfinite,
             list(&r.nonfinite_detail),
             esc(&r.span),

@@ -24,7 +24,7 @@ pub use figure::Format;
 use figure::{FeatureFigure, Frame, Line, TransferFigure, TransientFigure};
 pub use table::Output;
 
-use crate::sink::sanitize;
+use crate::sink::file_part;
 use crate::source::Experiment;
 
 /// What the x axis of feature figures shows.
@@ -486,10 +486,10 @@ pub fn plot(batch: &Batch, sel: &Selection, format: Format, dir: &Path) -> Resul
     let mut jobs: Vec<(PathBuf, Result<Vec<u8>, String>)> = plots
         .par_iter()
         .map(|p| {
-            let path = dir.join(sanitize(&p.config)).join(format!(
+            let path = dir.join(file_part(&p.config)).join(format!(
                 "{}-{}.{ext}",
-                sanitize(&p.chip),
-                sanitize(&p.feature)
+                file_part(&p.chip),
+                file_part(&p.feature)
             ));
             let bytes = figure::render(&p.figure, format)
                 .map(|(b, _)| b)
@@ -509,7 +509,7 @@ pub fn plot(batch: &Batch, sel: &Selection, format: Format, dir: &Path) -> Resul
                 return Vec::new();
             }
             let base = dir.join("experiments");
-            let stem = sanitize(&figs.curves.name);
+            let stem = file_part(&figs.curves.name);
             let mut out = Vec::new();
             let mut add = |kind: &str, r: Option<Result<(Vec<u8>, Option<Frame>)>>| {
                 if let Some(r) = r {

@@ -2,7 +2,9 @@
 //! a typed [`Output`] (identity, provenance, health counts and one [`Series`] per plottable
 //! feature), so the figures and the report never look at column names or metadata keys.
 //!
-//! Read today: `step_index`, Float64 feature columns, `name_0..name_{k-1}` vector features,
+//! Layout: `docs/FORMAT.md` (key columns are skipped; `feature` / `components` field metadata
+//! group vector columns and name record members; older files fall back to the attrs).
+//! Read: `step_index`, Float64 feature columns, `name_0..name_{k-1}` vector features,
 //! nested list columns, and the `PANDAS_ATTRS` JSON (chip, device, config, source, plugins,
 //! per-feature error and non-finite counts, first error messages). Read when present: a
 //! per-column `unit` in the Arrow field metadata and an `elapsed_s` column (seconds since the
@@ -22,10 +24,14 @@ use serde_json::Value;
 use crate::sink::ATTRS_KEY;
 
 /// Columns that describe a row rather than hold a feature.
-const ROW_COLUMNS: [&str; 5] = [
-    "step_index",
+const ROW_COLUMNS: [&str; 9] = [
     "chip_id",
     "device_id",
+    "test_id",
+    "step_index",
+    "transfer_step",
+    "transient_step",
+    "loop_iteration",
     "start_time",
     "elapsed_s",
 ];
@@ -90,11 +96,15 @@ pub struct Health {
     pub feature: String,
     /// Steps whose extractor or expression failed (the value is NaN).
     pub failed: u64,
-    /// Steps whose value holds NaN or ±inf without a failure (e.g. no fit).
+    /// Steps without a meaningful result ("no fit: …", NaN by design).
+    pub no_fit: u64,
+    /// Steps whose value holds NaN or ±inf.
     pub nonfinite: u64,
     /// Distinct messages of the failures, first seen first, with how often each occurs among
     /// the recorded ones.
     pub reasons: Vec<(String, usize)>,
+    /// The same for the recorded "no fit" steps.
+    pub no_fit_reasons: Vec<(String, usize)>,
 }
 
 impl Output {
@@ -141,7 +151,7 @@ impl Output {
         let elapsed_s = column("elapsed_s").and_then(|parts| floats(&parts));
 
         let text = |key: &str| attrs[key].as_str().filter(|s| !s.is_empty());
-        let expanded: BTreeMap<String, usize> = attrs["multidim_features"]
+        let mut expanded: BTreeMap<String, usize> = attrs["multidim_features"]
             .as_object()
             .map(|m| {
                 m.iter()
@@ -149,6 +159,16 @@ impl Output {
                     .collect()
             })
             .unwrap_or_default();
+        for f in schema.fields() {
+            if let Some(group) = f.metadata().get("feature").filter(|g| *g != f.name()) {
+                let n = schema
+                    .fields()
+                    .iter()
+                    .filter(|g| g.metadata().get("feature") == Some(group))
+                    .count();
+                expanded.insert(group.clone(), n);
+            }
+        }
 
         let mut series = Vec::new();
         let mut done_groups = Vec::new();
@@ -189,17 +209,26 @@ impl Output {
                     }
                 }
                 DataType::List(_) | DataType::LargeList(_) => {
-                    series.extend(list_series(name, unit(field), &parts));
+                    let components: Vec<String> = field
+                        .metadata()
+                        .get("components")
+                        .and_then(|c| serde_json::from_str(c).ok())
+                        .unwrap_or_default();
+                    series.extend(list_series(name, unit(field), &components, &parts));
                 }
                 _ => {}
             }
         }
 
         let count = |key: &str, feature: &str| attrs[key][feature].as_u64().unwrap_or(0);
-        let mut features: Vec<String> = attrs["feature_errors"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let mut features: Vec<String> = Vec::new();
+        for key in ["feature_errors", "feature_no_fit", "feature_nonfinite"] {
+            for k in attrs[key].as_object().into_iter().flat_map(|m| m.keys()) {
+                if !features.contains(k) {
+                    features.push(k.clone());
+                }
+            }
+        }
         // Config order where the columns tell it (the JSON maps are sorted by name).
         let position = |f: &String| {
             series
@@ -212,18 +241,26 @@ impl Output {
             .into_iter()
             .map(|feature| {
                 let mut reasons: Vec<(String, usize)> = Vec::new();
+                let mut no_fit_reasons: Vec<(String, usize)> = Vec::new();
                 let messages = attrs["errors"].as_array().into_iter().flatten();
                 for e in messages.filter(|e| e["feature"].as_str() == Some(&feature)) {
                     let m = e["message"].as_str().unwrap_or("").to_string();
-                    match reasons.iter_mut().find(|(r, _)| *r == m) {
+                    let list = if m.starts_with("no fit") {
+                        &mut no_fit_reasons
+                    } else {
+                        &mut reasons
+                    };
+                    match list.iter_mut().find(|(r, _)| *r == m) {
                         Some((_, n)) => *n += 1,
-                        None => reasons.push((m, 1)),
+                        None => list.push((m, 1)),
                     }
                 }
                 Health {
                     failed: count("feature_errors", &feature),
+                    no_fit: count("feature_no_fit", &feature),
                     nonfinite: count("feature_nonfinite", &feature),
                     reasons,
+                    no_fit_reasons,
                     feature,
                 }
             })
@@ -343,8 +380,14 @@ fn int_or_float(parts: &[ArrayRef]) -> Option<Vec<f64>> {
 
 /// Series of a nested list column: a list of numbers per step is one spread; a list of
 /// fixed-length records per step (per-cycle `[tau_on, tau_off]`) is one spread per component,
-/// named `name[j]`. Anything deeper is not plotted.
-fn list_series(name: &str, unit: Option<String>, parts: &[ArrayRef]) -> Vec<Series> {
+/// named `name[component]` (`name[j]` where the file does not name them). Anything deeper is
+/// not plotted.
+fn list_series(
+    name: &str,
+    unit: Option<String>,
+    components: &[String],
+    parts: &[ArrayRef],
+) -> Vec<Series> {
     // Per step: the list of values, or of rows, flattened to Vec<Vec<f64>> (rows of 1 value
     // for a flat list).
     let mut steps: Vec<Option<Vec<Vec<f64>>>> = Vec::new();
@@ -395,10 +438,10 @@ fn list_series(name: &str, unit: Option<String>, parts: &[ArrayRef]) -> Vec<Seri
         .is_some_and(|l| matches!(l.value_type(), DataType::Float64));
     (0..width)
         .map(|j| Series {
-            name: if flat {
-                name.to_string()
-            } else {
-                format!("{name}[{j}]")
+            name: match (flat, components.get(j)) {
+                (true, _) => name.to_string(),
+                (false, Some(c)) => format!("{name}[{c}]"),
+                (false, None) => format!("{name}[{j}]"),
             },
             unit: unit.clone(),
             values: Values::Spread(
