@@ -80,30 +80,21 @@ impl Row {
                 let what = if listed == 0 { "" } else { " more" };
                 failure_reasons.push(format!("{}: {more}{what} failed steps", h.feature));
             }
+            let listed: usize = h.no_fit_reasons.iter().map(|r| r.1).sum();
             for (message, n) in &h.no_fit_reasons {
                 no_fit_reasons.push(format!("{}: {message} (×{n})", h.feature));
+            }
+            if h.no_fit as usize > listed {
+                let more = h.no_fit as usize - listed;
+                let what = if listed == 0 { "" } else { " more" };
+                no_fit_reasons.push(format!("{}: {more}{what} steps without a fit", h.feature));
             }
             if h.nonfinite > 0 {
                 nonfinite_detail.push(format!("{}: {}", h.feature, h.nonfinite));
             }
         }
-        let span = span_text(span)
-            .or_else(|| {
-                let t = o.elapsed_s.as_ref()?;
-                let max = t
-                    .iter()
-                    .copied()
-                    .filter(|v| v.is_finite())
-                    .fold(f64::NAN, f64::max);
-                max.is_finite()
-                    .then(|| format!("{} (elapsed time in the output)", duration(max)))
-            })
-            .unwrap_or_else(|| "— (experiment file not found)".into());
-        let source = o
-            .source_file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "not recorded".into());
+        // The experiment file's (first start to last end), else the output's step starts.
+        let span = span_text(span.or(o.span)).unwrap_or_else(|| "— (no step times)".into());
         let mut provenance = vec![
             format!(
                 "output {}",
@@ -114,30 +105,31 @@ impl Row {
             ),
             format!("config {} (hash {})", o.config_name, o.config_hash8),
         ];
-        if let Some(v) = &o.oect_version {
-            provenance.push(format!("oect {v}; {}", o.plugins.join(", ")));
-        }
-        if let Some(c) = &o.created_at {
-            provenance.push(format!(
-                "written {}",
-                c.get(..16).unwrap_or(c).replace('T', " ")
-            ));
-        }
+        provenance.push(format!(
+            "test {}; oect {}; {}",
+            o.test_id,
+            o.oect_version,
+            o.plugins.join(", ")
+        ));
+        let c = &o.created_at;
+        provenance.push(format!(
+            "written {}",
+            c.get(..16).unwrap_or(c).replace('T', " ")
+        ));
         provenance.push(match file {
             Some(f) => format!("source {}", f.display()),
-            None => format!("source {source} (not found)"),
+            None => format!("source {} (not found)", o.source_file.display()),
         });
         Row {
             chip: o.chip_id.clone(),
             device: o.device_id.clone(),
             experiment: o
                 .source_file
-                .as_ref()
-                .and_then(|p| p.file_name())
+                .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| o.path.display().to_string()),
+                .unwrap_or_else(|| o.test_id.clone()),
             config: o.config_name.clone(),
-            steps: step_counts(o.step_counts.iter().map(|(k, n)| (k.as_str(), *n))),
+            steps: step_counts(o.step_counts.iter().map(|(k, n)| (k.as_str(), *n as u64))),
             failed: o.health.iter().map(|h| h.failed).sum(),
             failure_reasons,
             no_fit: o.health.iter().map(|h| h.no_fit).sum(),

@@ -94,12 +94,12 @@ impl Batch {
             list.sort();
             list.dedup();
         }
-        let read: Vec<Result<Output, String>> =
-            parquet.par_iter().map(|p| Output::read(p)).collect();
+        let read: Vec<Result<Vec<Output>, String>> =
+            parquet.par_iter().map(|p| table::read(p)).collect();
         let mut outputs = Vec::new();
         for r in read {
             match r {
-                Ok(o) => outputs.push(o),
+                Ok(o) => outputs.extend(o),
                 Err(e) => problems.push(e),
             }
         }
@@ -183,8 +183,8 @@ fn groups<'a>(batch: &'a Batch, sel: &Selection) -> Groups<'a> {
         list.sort_by(|a, b| {
             device_key(&a.device_id)
                 .cmp(&device_key(&b.device_id))
-                .then_with(|| a.source_file.cmp(&b.source_file))
-                .then_with(|| a.path.cmp(&b.path))
+                .then_with(|| a.span.map(|s| s.0).cmp(&b.span.map(|s| s.0)))
+                .then_with(|| a.test_id.cmp(&b.test_id))
         });
     }
     groups
@@ -193,21 +193,6 @@ fn groups<'a>(batch: &'a Batch, sel: &Selection) -> Groups<'a> {
 /// Devices sort by number when they are numbers (2 before 10).
 fn device_key(d: &str) -> (u64, String) {
     (d.parse().unwrap_or(u64::MAX), d.to_string())
-}
-
-/// The experiment part of a file name (`…-test_20250815134211_a706dd2f` → `test_2025…`), which
-/// tells two tests of one device apart.
-fn test_label(o: &Output) -> String {
-    let stem = o
-        .source_file
-        .as_ref()
-        .and_then(|p| p.file_stem())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| o.path.display().to_string());
-    match stem.find("test_") {
-        Some(i) => stem[i..].to_string(),
-        None => stem,
-    }
 }
 
 /// Every feature's name in `outputs`, in the order they first appear.
@@ -262,30 +247,30 @@ fn feature_plots(batch: &Batch, sel: &Selection, made: &mut Made) -> Vec<Feature
             ));
         }
     }
-    let use_time = sel.x == XAxis::Time
-        && {
-            let missing: Vec<&Output> = all
-                .iter()
-                .copied()
-                .filter(|o| o.elapsed_s.is_none())
-                .collect();
-            if !missing.is_empty() {
-                made.notes.push(format!(
-                "--x time: {} of {} outputs record no elapsed time per step (e.g. {}); plotting against step instead",
-                missing.len(),
+    let use_time = sel.x == XAxis::Time && {
+        let untimed: Vec<&Output> = all
+            .iter()
+            .copied()
+            .filter(|o| !o.elapsed_s.iter().any(|t| t.is_finite()))
+            .collect();
+        if let Some(first) = untimed.first() {
+            made.notes.push(format!(
+                "--x time: {} of {} outputs record no step times (e.g. {}, test {}); plotting against step instead",
+                untimed.len(),
                 all.len(),
-                missing[0].path.display()
+                first.path.display(),
+                first.test_id
             ));
-            }
-            missing.is_empty()
-        };
+        }
+        untimed.is_empty()
+    };
 
     let mut plots = Vec::new();
     for ((config, chip), outputs) in &groups {
         let (t_scale, t_unit) = time_unit(
             outputs
                 .iter()
-                .flat_map(|o| o.elapsed_s.iter().flatten())
+                .flat_map(|o| o.elapsed_s.iter())
                 .filter(|v| v.is_finite())
                 .fold(0.0, |m: f64, &v| m.max(v)),
         );
@@ -303,16 +288,14 @@ fn feature_plots(batch: &Batch, sel: &Selection, made: &mut Made) -> Vec<Feature
             let mut lines = Vec::new();
             let mut unit = None;
             let mut spread = false;
+            let mut axis = None;
             for (i, o) in outputs.iter().enumerate() {
                 let Some(s) = o.series.iter().find(|s| s.name == feature) else {
                     continue;
                 };
                 unit = unit.or(s.unit.clone());
-                let x: Vec<f64> = match (&o.elapsed_s, use_time) {
-                    (Some(t), true) => t.iter().map(|v| v / t_scale).collect(),
-                    _ => o.steps.clone(),
-                };
-                let (mut y, mut band) = match &s.values {
+                axis = axis.or(Some(s.axis));
+                let (y, band) = match &s.values {
                     table::Values::Scalar(v) => (v.clone(), None),
                     table::Values::Spread(q) => {
                         spread = true;
@@ -322,6 +305,17 @@ fn feature_plots(batch: &Batch, sel: &Selection, made: &mut Made) -> Vec<Feature
                         )
                     }
                 };
+                // Rows without a step of the feature's kind (in a table over both kinds) are
+                // not part of its series; a NaN value on a step of it (failed, no fit) is a
+                // gap in the line.
+                let keep: Vec<usize> = (0..y.len()).filter(|&r| s.steps[r].is_finite()).collect();
+                let x: Vec<f64> = if use_time {
+                    keep.iter().map(|&r| o.elapsed_s[r] / t_scale).collect()
+                } else {
+                    keep.iter().map(|&r| s.steps[r]).collect()
+                };
+                let mut y: Vec<f64> = keep.iter().map(|&r| y[r]).collect();
+                let mut band = band.map(|b| keep.iter().map(|&r| b[r]).collect::<Vec<_>>());
                 if sel.normalize {
                     let first = y.iter().copied().find(|v| v.is_finite() && *v != 0.0);
                     match first {
@@ -342,7 +336,7 @@ fn feature_plots(batch: &Batch, sel: &Selection, made: &mut Made) -> Vec<Feature
                     }
                 }
                 let label = if repeated(o) {
-                    format!("dev {} · {}", o.device_id, test_label(o))
+                    format!("dev {} · {}", o.device_id, o.test_id)
                 } else {
                     format!("dev {}", o.device_id)
                 };
@@ -367,7 +361,7 @@ fn feature_plots(batch: &Batch, sel: &Selection, made: &mut Made) -> Vec<Feature
             let x_label = if use_time {
                 format!("elapsed time ({t_unit})")
             } else {
-                "step (step_index)".to_string()
+                axis.unwrap_or(table::StepAxis::Row).label().to_string()
             };
             let n = lines.len();
             plots.push(FeaturePlot {
@@ -555,10 +549,10 @@ pub fn plot(batch: &Batch, sel: &Selection, format: Format, dir: &Path) -> Resul
 }
 
 /// Where the experiment file of `output` is: an input file of the same name, else the path
-/// the output records (relative to the working folder, as `oect run` was given it), else that
-/// path taken from the output folder's parent (outputs and data side by side).
+/// the output records (relative to the folder `oect run` ran in), taken as is or from one of
+/// the output's parent folders (outputs and data side by side, the report made elsewhere).
 fn locate(output: &Output, inputs: &[PathBuf]) -> Option<PathBuf> {
-    let recorded = output.source_file.as_ref()?;
+    let recorded = &output.source_file;
     let name = recorded.file_name()?;
     if let Some(p) = inputs.iter().find(|p| p.file_name() == Some(name)) {
         return Some(p.clone());
@@ -566,8 +560,14 @@ fn locate(output: &Output, inputs: &[PathBuf]) -> Option<PathBuf> {
     if recorded.is_file() {
         return Some(recorded.clone());
     }
-    let beside = output.path.parent()?.parent()?.join(recorded);
-    beside.is_file().then_some(beside)
+    if recorded.is_absolute() {
+        return None;
+    }
+    let dir = std::path::absolute(&output.path).ok()?;
+    dir.ancestors()
+        .skip(1)
+        .map(|d| d.join(recorded))
+        .find(|p| p.is_file())
 }
 
 /// `oect report`: one self-contained HTML page at `out` for the whole batch.
@@ -659,7 +659,7 @@ pub fn report(batch: &Batch, sel: &Selection, out: &Path) -> Result<Made> {
         let has_output = batch
             .outputs
             .iter()
-            .any(|o| o.source_file.as_ref().and_then(|s| s.file_name()) == e.path.file_name());
+            .any(|o| o.source_file.file_name() == e.path.file_name());
         if !has_output {
             rows.push(html::Row::of_experiment(&e.path, &e.curves));
         }

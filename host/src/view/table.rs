@@ -1,70 +1,84 @@
-//! The one place that knows the layout of `oect run`'s Parquet outputs: it turns a file into
-//! a typed [`Output`] (identity, provenance, health counts and one [`Series`] per plottable
-//! feature), so the figures and the report never look at column names or metadata keys.
+//! The one place that knows the layout of `oect run`'s Parquet outputs (`docs/FORMAT.md`):
+//! it turns a file into typed [`Output`]s (identity, provenance, health counts, time span and
+//! one [`Series`] per plottable feature), so the figures and the report never look at column
+//! names or metadata keys.
 //!
-//! Layout: `docs/FORMAT.md` (key columns are skipped; `feature` / `components` field metadata
-//! group vector columns and name record members; older files fall back to the attrs).
-//! Read: `step_index`, Float64 feature columns, `name_0..name_{k-1}` vector features,
-//! nested list columns, and the `PANDAS_ATTRS` JSON (chip, device, config, source, plugins,
-//! per-feature error and non-finite counts, first error messages). Read when present: a
-//! per-column `unit` in the Arrow field metadata and an `elapsed_s` column (seconds since the
-//! test started); the columns `chip_id`, `device_id` and `start_time` are not features.
+//! The file's `PANDAS_ATTRS` is read as the sink's own [`OutputMeta`] (or, for a file merged
+//! by `oect collect`, [`CollectedMeta`], whose rows are split back into experiments by
+//! `test_id`); its `features` list says which columns hold which feature and in what layout,
+//! so nothing is guessed from column names. Per row it reads `step_index`, the step of each
+//! data kind in a table over both kinds (`transfer_step`, `transient_step`), `start_time` and
+//! `elapsed_s`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDateTime};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use crate::sink::ATTRS_KEY;
+use crate::sink::{CollectedMeta, FeatureMeta, OutputMeta, ATTRS_KEY, FORMAT_VERSION};
 
-/// Columns that describe a row rather than hold a feature.
-const ROW_COLUMNS: [&str; 9] = [
-    "chip_id",
-    "device_id",
-    "test_id",
-    "step_index",
-    "transfer_step",
-    "transient_step",
-    "loop_iteration",
-    "start_time",
-    "elapsed_s",
-];
-/// Vector features with more components than this are per-cycle arrays (e.g. 100 cycle peaks)
+/// Expanded features with more columns than this are per-cycle arrays (e.g. 100 cycle peaks)
 /// and are drawn as their per-step median and quartiles; shorter ones (forward/reverse pairs)
-/// get one series per component.
-const MAX_COMPONENTS_AS_SERIES: usize = 4;
+/// get one series per column.
+const MAX_COLUMNS_AS_SERIES: usize = 4;
 
 /// One experiment's results under one config.
 #[derive(Debug, Clone)]
 pub struct Output {
+    /// The file it was read from (a merged file holds several experiments).
     pub path: PathBuf,
     pub chip_id: String,
     pub device_id: String,
+    /// Unique per test: tells two tests of one device apart.
+    pub test_id: String,
     pub config_name: String,
     /// First 8 hex digits of the config hash (the output name's `hash8`).
     pub config_hash8: String,
     /// The experiment file the output was computed from, as recorded (may be relative to
     /// where `oect run` ran).
-    pub source_file: Option<PathBuf>,
-    pub created_at: Option<String>,
-    pub oect_version: Option<String>,
-    /// `name version` of every plugin loaded for the run.
+    pub source_file: PathBuf,
+    pub created_at: String,
+    pub oect_version: String,
+    /// `name version` of every plugin the config used.
     pub plugins: Vec<String>,
-    /// Steps the experiment file has, per data kind (`transfer`, `transient`).
-    pub step_counts: BTreeMap<String, u64>,
-    /// `step_index` of every row.
-    pub steps: Vec<f64>,
-    /// Seconds since the test started, per row, when the output records it.
-    pub elapsed_s: Option<Vec<f64>>,
+    /// Steps read, per data kind (`transfer`, `transient`).
+    pub step_counts: BTreeMap<String, usize>,
+    /// Seconds since the test started, per row (NaN where the row has no time).
+    pub elapsed_s: Vec<f64>,
+    /// Start of the first and of the last step, local time.
+    pub span: Option<(NaiveDateTime, NaiveDateTime)>,
     pub series: Vec<Series>,
-    /// Per feature, in config order: failed steps, non-finite steps and the first messages.
+    /// Per feature, in config order: failed, no-fit and non-finite steps and their messages.
     pub health: Vec<Health>,
+}
+
+/// Which steps a feature's rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepAxis {
+    /// `step_index`: the steps of the config's one data kind, or the row number.
+    Row,
+    /// `transfer_step` of a table over both kinds.
+    Transfer,
+    /// `transient_step` of a table over both kinds.
+    Transient,
+}
+
+impl StepAxis {
+    /// The axis label: what the numbers are and the column they come from.
+    pub fn label(self) -> &'static str {
+        match self {
+            StepAxis::Row => "step (step_index)",
+            StepAxis::Transfer => "transfer step (transfer_step)",
+            StepAxis::Transient => "transient step (transient_step)",
+        }
+    }
 }
 
 /// A feature's values per row.
@@ -72,6 +86,9 @@ pub struct Output {
 pub struct Series {
     pub name: String,
     pub unit: Option<String>,
+    pub axis: StepAxis,
+    /// The step of each row on [`Self::axis`]; NaN where the row has no step of that kind.
+    pub steps: Vec<f64>,
     pub values: Values,
 }
 
@@ -81,6 +98,15 @@ pub enum Values {
     Scalar(Vec<f64>),
     /// Many values per step (cycles): their quartiles, NaN where a step has no finite value.
     Spread(Vec<Quartiles>),
+}
+
+impl Values {
+    fn take(&self, rows: &[usize]) -> Values {
+        match self {
+            Values::Scalar(v) => Values::Scalar(rows.iter().map(|&r| v[r]).collect()),
+            Values::Spread(v) => Values::Spread(rows.iter().map(|&r| v[r]).collect()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,352 +126,372 @@ pub struct Health {
     pub no_fit: u64,
     /// Steps whose value holds NaN or ±inf.
     pub nonfinite: u64,
-    /// Distinct messages of the failures, first seen first, with how often each occurs among
-    /// the recorded ones.
+    /// Distinct messages of the recorded failures, first seen first, with how often each
+    /// occurs among the recorded ones.
     pub reasons: Vec<(String, usize)>,
     /// The same for the recorded "no fit" steps.
     pub no_fit_reasons: Vec<(String, usize)>,
 }
 
-impl Output {
-    /// Reads an output file; the error names the file.
-    pub fn read(path: &Path) -> Result<Output, String> {
-        let fail = |m: String| format!("{}: {m}", path.display());
-        let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| fail(format!("not a readable Parquet file ({e})")))?;
-        // In the file's key-value metadata (oect writes it there) or only in the Arrow
-        // schema's (where pandas and pyarrow put it).
-        let attrs_text = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|e| e.key == ATTRS_KEY))
-            .and_then(|e| e.value.clone())
-            .or_else(|| builder.schema().metadata().get(ATTRS_KEY).cloned())
-            .ok_or_else(|| {
-                fail(format!(
-                    "no {ATTRS_KEY} metadata: not a per-experiment output of `oect run`"
-                ))
-            })?;
-        let attrs: Value = serde_json::from_str(&attrs_text)
-            .map_err(|e| fail(format!("{ATTRS_KEY} is not valid JSON ({e})")))?;
-        let schema = builder.schema().clone();
-        let reader = builder
-            .build()
-            .map_err(|e| fail(format!("cannot read ({e})")))?;
-        let batches: Vec<RecordBatch> = reader
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(format!("cannot read ({e})")))?;
-        let column = |name: &str| -> Option<Vec<ArrayRef>> {
-            let i = schema.index_of(name).ok()?;
-            Some(batches.iter().map(|b| b.column(i).clone()).collect())
-        };
-
-        let steps = match column("step_index") {
-            Some(parts) => int_or_float(&parts).ok_or_else(|| {
-                fail("column step_index is neither int64 nor float64".to_string())
-            })?,
-            None => return Err(fail("no step_index column".to_string())),
-        };
-        let elapsed_s = column("elapsed_s").and_then(|parts| floats(&parts));
-
-        let text = |key: &str| attrs[key].as_str().filter(|s| !s.is_empty());
-        let mut expanded: BTreeMap<String, usize> = attrs["multidim_features"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()? as usize)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for f in schema.fields() {
-            if let Some(group) = f.metadata().get("feature").filter(|g| *g != f.name()) {
-                let n = schema
-                    .fields()
-                    .iter()
-                    .filter(|g| g.metadata().get("feature") == Some(group))
-                    .count();
-                expanded.insert(group.clone(), n);
-            }
+/// Reads an output file: one [`Output`], or one per experiment of a merged file. The error
+/// names the file.
+pub fn read(path: &Path) -> Result<Vec<Output>, String> {
+    let fail = |m: String| format!("{}: {m}", path.display());
+    let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| fail(format!("not a readable Parquet file ({e})")))?;
+    let attrs_text = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == ATTRS_KEY))
+        .and_then(|e| e.value.clone())
+        .or_else(|| builder.schema().metadata().get(ATTRS_KEY).cloned())
+        .ok_or_else(|| fail(format!("no {ATTRS_KEY} metadata: not an output of `oect run`")))?;
+    let attrs: Value = serde_json::from_str(&attrs_text)
+        .map_err(|e| fail(format!("{ATTRS_KEY} is not valid JSON ({e})")))?;
+    match attrs["format_version"].as_u64() {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        other => {
+            return Err(fail(format!(
+                "written by another oect (output format {}, this oect reads {FORMAT_VERSION}); run `oect run` again",
+                other.map_or("1".to_string(), |v| v.to_string())
+            )))
         }
-
-        let mut series = Vec::new();
-        let mut done_groups = Vec::new();
-        for (i, field) in schema.fields().iter().enumerate() {
-            let name = field.name();
-            if ROW_COLUMNS.contains(&name.as_str()) {
-                continue;
+    }
+    let metas: Vec<OutputMeta> = if attrs.get("experiments").is_some() {
+        let merged: CollectedMeta = serde_json::from_value(attrs)
+            .map_err(|e| fail(format!("unreadable {ATTRS_KEY} ({e})")))?;
+        merged.experiments
+    } else {
+        vec![serde_json::from_value(attrs).map_err(|e| fail(format!("unreadable {ATTRS_KEY} ({e})")))?]
+    };
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder
+        .build()
+        .map_err(|e| fail(format!("cannot read ({e})")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("cannot read ({e})")))?;
+    let table = Columns { schema, batches };
+    let all_rows: Vec<usize> = (0..table.rows()).collect();
+    let test_ids = match metas.len() {
+        1 => None,
+        _ => Some(table.text("test_id").map_err(fail)?),
+    };
+    // Every experiment's features are those of the same config: read the columns once.
+    let first = &metas[0];
+    let series = table.series(&first.features).map_err(fail)?;
+    let elapsed = table.floats("elapsed_s").map_err(fail)?;
+    let starts = table.times("start_time").map_err(fail)?;
+    metas
+        .into_iter()
+        .map(|meta| {
+            let rows = match &test_ids {
+                None => all_rows.clone(),
+                Some(ids) => (0..ids.len()).filter(|&r| ids[r] == meta.test_id).collect(),
+            };
+            if rows.len() != meta.rows {
+                return Err(fail(format!(
+                    "test {} has {} rows, its metadata says {}",
+                    meta.test_id,
+                    rows.len(),
+                    meta.rows
+                )));
             }
-            let parts: Vec<ArrayRef> = batches.iter().map(|b| b.column(i).clone()).collect();
-            if let Some((group, k)) = group_of(name, &expanded) {
-                if k > MAX_COMPONENTS_AS_SERIES {
-                    if !done_groups.contains(&group) {
-                        done_groups.push(group.clone());
-                        let members: Vec<Vec<f64>> = (0..k)
-                            .map(|j| {
-                                column(&format!("{group}_{j}"))
-                                    .and_then(|p| floats(&p))
-                                    .unwrap_or_default()
-                            })
-                            .collect();
-                        series.push(Series {
-                            name: group.clone(),
-                            unit: unit(field),
-                            values: Values::Spread(spread_of_columns(&members, steps.len())),
-                        });
-                    }
-                    continue;
-                }
-            }
-            match field.data_type() {
-                DataType::Float64 | DataType::Float32 | DataType::Int64 | DataType::Int32 => {
-                    if let Some(values) = floats(&parts).or_else(|| int_or_float(&parts)) {
-                        series.push(Series {
-                            name: name.clone(),
-                            unit: unit(field),
-                            values: Values::Scalar(values),
-                        });
-                    }
-                }
-                DataType::List(_) | DataType::LargeList(_) => {
-                    let components: Vec<String> = field
-                        .metadata()
-                        .get("components")
-                        .and_then(|c| serde_json::from_str(c).ok())
-                        .unwrap_or_default();
-                    series.extend(list_series(name, unit(field), &components, &parts));
-                }
-                _ => {}
-            }
-        }
-
-        let count = |key: &str, feature: &str| attrs[key][feature].as_u64().unwrap_or(0);
-        let mut features: Vec<String> = Vec::new();
-        for key in ["feature_errors", "feature_no_fit", "feature_nonfinite"] {
-            for k in attrs[key].as_object().into_iter().flat_map(|m| m.keys()) {
-                if !features.contains(k) {
-                    features.push(k.clone());
-                }
-            }
-        }
-        // Config order where the columns tell it (the JSON maps are sorted by name).
-        let position = |f: &String| {
-            series
+            let series = series
                 .iter()
-                .position(|s| &s.name == f || s.name.starts_with(&format!("{f}[")))
-                .unwrap_or(usize::MAX)
-        };
-        features.sort_by_key(position);
-        let health = features
-            .into_iter()
-            .map(|feature| {
-                let mut reasons: Vec<(String, usize)> = Vec::new();
-                let mut no_fit_reasons: Vec<(String, usize)> = Vec::new();
-                let messages = attrs["errors"].as_array().into_iter().flatten();
-                for e in messages.filter(|e| e["feature"].as_str() == Some(&feature)) {
-                    let m = e["message"].as_str().unwrap_or("").to_string();
-                    let list = if m.starts_with("no fit") {
-                        &mut no_fit_reasons
-                    } else {
-                        &mut reasons
-                    };
-                    match list.iter_mut().find(|(r, _)| *r == m) {
-                        Some((_, n)) => *n += 1,
-                        None => list.push((m, 1)),
-                    }
-                }
-                Health {
-                    failed: count("feature_errors", &feature),
-                    no_fit: count("feature_no_fit", &feature),
-                    nonfinite: count("feature_nonfinite", &feature),
-                    reasons,
-                    no_fit_reasons,
-                    feature,
-                }
-            })
-            .collect();
-
-        let config_hash = text("config_hash").unwrap_or("");
-        Ok(Output {
-            path: path.to_path_buf(),
-            chip_id: text("chip_id").unwrap_or("NA").to_string(),
-            device_id: text("device_id").unwrap_or("NA").to_string(),
-            config_name: text("config_name").unwrap_or("unknown config").to_string(),
-            config_hash8: config_hash.chars().take(8).collect(),
-            source_file: text("source_file").map(PathBuf::from),
-            created_at: text("created_at").map(str::to_string),
-            oect_version: text("oect_version").map(str::to_string),
-            plugins: attrs["plugins"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    format!(
-                        "{} {}",
-                        p["name"].as_str().unwrap_or("?"),
-                        p["version"].as_str().unwrap_or("?")
-                    )
+                .map(|s| Series {
+                    name: s.name.clone(),
+                    unit: s.unit.clone(),
+                    axis: s.axis,
+                    steps: rows.iter().map(|&r| s.steps[r]).collect(),
+                    values: s.values.take(&rows),
                 })
-                .collect(),
-            step_counts: attrs["steps"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            steps,
-            elapsed_s,
-            series,
-            health,
+                .collect();
+            let times = rows.iter().filter_map(|&r| starts[r]);
+            let span = times.clone().min().zip(times.max());
+            Ok(output(
+                path,
+                meta,
+                rows.iter().map(|&r| elapsed[r]).collect(),
+                span,
+                series,
+            ))
         })
+        .collect()
+}
+
+fn output(
+    path: &Path,
+    m: OutputMeta,
+    elapsed_s: Vec<f64>,
+    span: Option<(NaiveDateTime, NaiveDateTime)>,
+    series: Vec<Series>,
+) -> Output {
+    let health = m
+        .features
+        .iter()
+        .map(|f| {
+            let mut reasons: Vec<(String, usize)> = Vec::new();
+            let mut no_fit_reasons: Vec<(String, usize)> = Vec::new();
+            for e in m.errors.iter().filter(|e| e.feature == f.name) {
+                let list = if e.is_no_fit() {
+                    &mut no_fit_reasons
+                } else {
+                    &mut reasons
+                };
+                match list.iter_mut().find(|(r, _)| *r == e.message) {
+                    Some((_, n)) => *n += 1,
+                    None => list.push((e.message.clone(), 1)),
+                }
+            }
+            let count = |map: &BTreeMap<String, usize>| map.get(&f.name).copied().unwrap_or(0);
+            Health {
+                feature: f.name.clone(),
+                failed: count(&m.feature_errors) as u64,
+                no_fit: count(&m.feature_no_fit) as u64,
+                nonfinite: count(&m.feature_nonfinite) as u64,
+                reasons,
+                no_fit_reasons,
+            }
+        })
+        .collect();
+    Output {
+        path: path.to_path_buf(),
+        config_hash8: m.config_hash.chars().take(8).collect(),
+        source_file: PathBuf::from(&m.source_file),
+        plugins: m
+            .plugins
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect(),
+        step_counts: m.steps,
+        chip_id: m.chip_id,
+        device_id: m.device_id,
+        test_id: m.test_id,
+        config_name: m.config_name,
+        created_at: m.created_at,
+        oect_version: m.oect_version,
+        elapsed_s,
+        span,
+        series,
+        health,
     }
 }
 
-/// `(group, k)` when `name` is component `name_j` of a feature expanded to k columns.
-fn group_of(name: &str, expanded: &BTreeMap<String, usize>) -> Option<(String, usize)> {
-    let (group, j) = name.rsplit_once('_')?;
-    let k = *expanded.get(group)?;
-    (j.parse::<usize>().ok()? < k).then(|| (group.to_string(), k))
+/// The record batches of one file, read column by column by name.
+struct Columns {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
 }
 
-fn unit(field: &Field) -> Option<String> {
-    field
-        .metadata()
-        .get("unit")
-        .filter(|u| !u.trim().is_empty())
-        .cloned()
+impl Columns {
+    fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    fn parts(&self, name: &str) -> Option<Vec<ArrayRef>> {
+        let i = self.schema.index_of(name).ok()?;
+        Some(self.batches.iter().map(|b| b.column(i).clone()).collect())
+    }
+
+    fn need(&self, name: &str) -> Result<Vec<ArrayRef>, String> {
+        self.parts(name)
+            .ok_or_else(|| format!("no column {name} (the metadata names it)"))
+    }
+
+    /// A float64 column (NaN for null); all NaN when the column is absent.
+    fn floats(&self, name: &str) -> Result<Vec<f64>, String> {
+        match self.parts(name) {
+            None => Ok(vec![f64::NAN; self.rows()]),
+            Some(parts) => floats(&parts).ok_or_else(|| format!("column {name} is not float64")),
+        }
+    }
+
+    /// An int64 column as f64 (NaN for null), `None` when absent.
+    fn steps(&self, name: &str) -> Result<Option<Vec<f64>>, String> {
+        let Some(parts) = self.parts(name) else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(self.rows());
+        for a in &parts {
+            let a = a
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| format!("column {name} is not int64"))?;
+            out.extend(a.iter().map(|v| v.map_or(f64::NAN, |v| v as f64)));
+        }
+        Ok(Some(out))
+    }
+
+    /// A timestamp[µs] column as local date-times; all `None` when absent.
+    fn times(&self, name: &str) -> Result<Vec<Option<NaiveDateTime>>, String> {
+        let Some(parts) = self.parts(name) else {
+            return Ok(vec![None; self.rows()]);
+        };
+        let mut out = Vec::with_capacity(self.rows());
+        for a in &parts {
+            if a.data_type() != &DataType::Timestamp(TimeUnit::Microsecond, None) {
+                return Err(format!("column {name} is not timestamp[µs]"));
+            }
+            let a = a.as_primitive::<TimestampMicrosecondType>();
+            out.extend(a.iter().map(|v| {
+                v.and_then(DateTime::from_timestamp_micros)
+                    .map(|t| t.naive_utc())
+            }));
+        }
+        Ok(out)
+    }
+
+    /// A dictionary<int32, utf8> (or plain utf8) column's text per row.
+    fn text(&self, name: &str) -> Result<Vec<String>, String> {
+        let mut out = Vec::with_capacity(self.rows());
+        for a in &self.need(name)? {
+            if let Some(d) = a.as_dictionary_opt::<Int32Type>() {
+                let values = d
+                    .values()
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| format!("column {name} is not text"))?;
+                out.extend(d.keys().iter().map(|k| {
+                    k.map(|k| values.value(k as usize).to_string())
+                        .unwrap_or_default()
+                }));
+            } else if let Some(s) = a.as_string_opt::<i32>() {
+                out.extend(s.iter().map(|v| v.unwrap_or_default().to_string()));
+            } else {
+                return Err(format!("column {name} is not text"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The series of every plottable feature, in config order.
+    fn series(&self, features: &[FeatureMeta]) -> Result<Vec<Series>, String> {
+        let rows = self.rows();
+        let row_steps = self
+            .steps("step_index")?
+            .ok_or("no column step_index")?;
+        let transfer = self.steps("transfer_step")?;
+        let transient = self.steps("transient_step")?;
+        let axis_of = |f: &FeatureMeta| match (f.rows.as_str(), &transfer, &transient) {
+            ("transfer", Some(s), _) => (StepAxis::Transfer, s.clone()),
+            ("transient", _, Some(s)) => (StepAxis::Transient, s.clone()),
+            _ => (StepAxis::Row, row_steps.clone()),
+        };
+        let mut out = Vec::new();
+        for f in features {
+            let (axis, steps) = axis_of(f);
+            let series = |name: String, values: Values| Series {
+                name,
+                unit: f.unit.clone(),
+                axis,
+                steps: steps.clone(),
+                values,
+            };
+            let column = |c: &str| {
+                let parts = self.need(c)?;
+                floats(&parts).ok_or_else(|| format!("column {c} of feature {} is not float64", f.name))
+            };
+            match f.layout.as_str() {
+                "scalar" => {
+                    let c = f.columns.first().ok_or_else(|| format!("feature {} has no column", f.name))?;
+                    out.push(series(f.name.clone(), Values::Scalar(column(c)?)));
+                }
+                "expanded" if f.columns.len() <= MAX_COLUMNS_AS_SERIES => {
+                    for c in &f.columns {
+                        out.push(series(c.clone(), Values::Scalar(column(c)?)));
+                    }
+                }
+                "expanded" => {
+                    let members: Vec<Vec<f64>> =
+                        f.columns.iter().map(|c| column(c)).collect::<Result<_, _>>()?;
+                    out.push(series(
+                        f.name.clone(),
+                        Values::Spread(spread_of_columns(&members, rows)),
+                    ));
+                }
+                "nested" => {
+                    let c = f.columns.first().ok_or_else(|| format!("feature {} has no column", f.name))?;
+                    let parts = self.need(c)?;
+                    let components = f.components.clone().unwrap_or_default();
+                    for (name, values) in nested(&f.name, &f.shape, &components, &parts)
+                        .ok_or_else(|| format!("column {c} of feature {} is not a list of float64", f.name))?
+                    {
+                        out.push(series(name, values));
+                    }
+                }
+                other => return Err(format!("feature {}: unknown layout {other:?}", f.name)),
+            }
+        }
+        Ok(out)
+    }
 }
 
-/// A Float64 (or Float32) column as f64, nulls as NaN.
+/// A float64 column as f64, nulls as NaN; `None` for another type.
 fn floats(parts: &[ArrayRef]) -> Option<Vec<f64>> {
     let mut out = Vec::new();
     for a in parts {
-        match a.data_type() {
-            DataType::Float64 => {
-                let a = a.as_primitive::<Float64Type>();
-                out.extend((0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }));
-            }
-            DataType::Float32 => {
-                let a = a.as_primitive::<arrow_array::types::Float32Type>();
-                out.extend((0..a.len()).map(|i| {
-                    if a.is_null(i) {
-                        f64::NAN
-                    } else {
-                        a.value(i) as f64
-                    }
-                }));
-            }
-            _ => return None,
-        }
+        let a = a.as_primitive_opt::<Float64Type>()?;
+        out.extend(a.iter().map(|v| v.unwrap_or(f64::NAN)));
     }
     Some(out)
 }
 
-/// An integer or float column as f64 (step indices, integer features).
-fn int_or_float(parts: &[ArrayRef]) -> Option<Vec<f64>> {
-    if let Some(f) = floats(parts) {
-        return Some(f);
-    }
-    let mut out = Vec::new();
-    for a in parts {
-        match a.data_type() {
-            DataType::Int64 => {
-                let a = a.as_primitive::<Int64Type>();
-                out.extend((0..a.len()).map(|i| {
-                    if a.is_null(i) {
-                        f64::NAN
-                    } else {
-                        a.value(i) as f64
-                    }
-                }));
-            }
-            DataType::Int32 => {
-                let a = a.as_primitive::<arrow_array::types::Int32Type>();
-                out.extend((0..a.len()).map(|i| {
-                    if a.is_null(i) {
-                        f64::NAN
-                    } else {
-                        a.value(i) as f64
-                    }
-                }));
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Series of a nested list column: a list of numbers per step is one spread; a list of
-/// fixed-length records per step (per-cycle `[tau_on, tau_off]`) is one spread per component,
-/// named `name[component]` (`name[j]` where the file does not name them). Anything deeper is
-/// not plotted.
-fn list_series(
+/// The spreads of a nested column: a list of numbers per step (`[n_cycles]`) is one spread;
+/// a list of fixed-length records per step (`[n_cycles, 2]`, per-cycle `[tau_on, tau_off]`) is
+/// one spread per member, named `name[member]` (`name[j]` where the config names none).
+/// Deeper shapes have no figure (an empty list).
+fn nested(
     name: &str,
-    unit: Option<String>,
+    shape: &[String],
     components: &[String],
     parts: &[ArrayRef],
-) -> Vec<Series> {
-    // Per step: the list of values, or of rows, flattened to Vec<Vec<f64>> (rows of 1 value
-    // for a flat list).
+) -> Option<Vec<(String, Values)>> {
+    // Per step: its rows (one value each for a flat list), `None` for a null step.
     let mut steps: Vec<Option<Vec<Vec<f64>>>> = Vec::new();
-    let mut width = None;
     for a in parts {
-        let Some(list) = a.as_list_opt::<i32>() else {
-            return Vec::new();
-        };
+        let list = a.as_list_opt::<i32>()?;
         for i in 0..list.len() {
             if list.is_null(i) {
                 steps.push(None);
                 continue;
             }
             let inner = list.value(i);
-            let rows: Vec<Vec<f64>> = match inner.data_type() {
-                DataType::Float64 => {
-                    let v = floats(&[inner]).unwrap_or_default();
-                    v.into_iter().map(|x| vec![x]).collect()
-                }
-                DataType::List(_) => {
-                    let rows = inner.as_list::<i32>();
+            let rows: Vec<Vec<f64>> = match shape.len() {
+                1 => floats(&[inner])?.into_iter().map(|x| vec![x]).collect(),
+                2 => {
+                    let rows = inner.as_list_opt::<i32>()?;
                     (0..rows.len())
-                        .map(|r| {
-                            if rows.is_null(r) {
-                                Vec::new()
-                            } else {
-                                floats(&[rows.value(r)]).unwrap_or_default()
-                            }
+                        .map(|r| match rows.is_null(r) {
+                            true => Some(Vec::new()),
+                            false => floats(&[rows.value(r)]),
                         })
-                        .collect()
+                        .collect::<Option<_>>()?
                 }
-                _ => return Vec::new(),
+                _ => return Some(Vec::new()),
             };
-            for r in &rows {
-                if !r.is_empty() {
-                    width = Some(width.map_or(r.len(), |w: usize| w.max(r.len())));
-                }
-            }
             steps.push(Some(rows));
         }
     }
-    let Some(width) = width else {
-        return Vec::new();
+    let width = match shape.len() {
+        1 => 1,
+        _ => steps
+            .iter()
+            .flatten()
+            .flatten()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(components.len())
+            .max(components.len()),
     };
-    let flat = parts
-        .first()
-        .and_then(|a| a.as_list_opt::<i32>())
-        .is_some_and(|l| matches!(l.value_type(), DataType::Float64));
-    (0..width)
-        .map(|j| Series {
-            name: match (flat, components.get(j)) {
-                (true, _) => name.to_string(),
-                (false, Some(c)) => format!("{name}[{c}]"),
-                (false, None) => format!("{name}[{j}]"),
-            },
-            unit: unit.clone(),
-            values: Values::Spread(
-                steps
+    Some(
+        (0..width)
+            .map(|j| {
+                let label = match (shape.len(), components.get(j)) {
+                    (1, _) => name.to_string(),
+                    (_, Some(c)) => format!("{name}[{c}]"),
+                    (_, None) => format!("{name}[{j}]"),
+                };
+                let spread = steps
                     .iter()
                     .map(|rows| {
                         let mut v: Vec<f64> = rows
@@ -456,10 +502,11 @@ fn list_series(
                             .collect();
                         quartiles(&mut v)
                     })
-                    .collect(),
-            ),
-        })
-        .collect()
+                    .collect();
+                (label, Values::Spread(spread))
+            })
+            .collect(),
+    )
 }
 
 fn spread_of_columns(members: &[Vec<f64>], rows: usize) -> Vec<Quartiles> {
@@ -511,17 +558,5 @@ mod tests {
         let q = quartiles(&mut [7.0]);
         assert_eq!((q.q1, q.median, q.q3), (7.0, 7.0, 7.0));
         assert!(quartiles(&mut []).median.is_nan());
-    }
-
-    #[test]
-    fn expanded_columns_are_found_by_group() {
-        let expanded = BTreeMap::from([("cycles".to_string(), 100), ("gm".to_string(), 2)]);
-        assert_eq!(
-            group_of("cycles_99", &expanded),
-            Some(("cycles".into(), 100))
-        );
-        assert_eq!(group_of("cycles_100", &expanded), None);
-        assert_eq!(group_of("gm_1", &expanded), Some(("gm".into(), 2)));
-        assert_eq!(group_of("gm_max_forward", &expanded), None);
     }
 }
