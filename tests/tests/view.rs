@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use oect_e2e::{generate, oect, parquet_files, run_config, scratch, show};
 use parquet::arrow::ArrowWriter;
 
@@ -22,10 +22,9 @@ struct Fixture {
     /// The experiment files (chip #VW0001: devices 1, 1 again and 3; chip #VW0002: 2 and 4).
     files: Vec<PathBuf>,
     data: PathBuf,
-    /// Outputs of the first test of each device, and of the second test of device 1 (two
-    /// tests of one device share an output name today, so they go to separate folders).
+    /// The outputs of every test, one sub-folder per config (two tests of device 1 side by
+    /// side: their names differ by test_id).
     features: PathBuf,
-    again: PathBuf,
 }
 
 fn set_text_attr(file: &Path, name: &str, value: &str) {
@@ -63,18 +62,10 @@ fn fixture() -> &'static Fixture {
         set_text_attr(&more[0], "device_number", "3");
         set_text_attr(&more[1], "device_number", "4");
         let features = dir.join("features");
-        let again = dir.join("features-again");
         for config in CONFIGS {
-            for (input, out) in [(data.join("a"), &features), (data.join("b"), &features)] {
-                let o = run_config(&input, config, out, &[]);
-                assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
-            }
-            let o = run_config(&data.join("c"), config, &again, &[]);
+            let o = run_config(&data, config, &features, &[]);
             assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
-        }
-        for config in CONFIGS {
-            assert_eq!(parquet_files(&features.join(config)).len(), 4);
-            assert_eq!(parquet_files(&again.join(config)).len(), 1);
+            assert_eq!(parquet_files(&features.join(config)).len(), 5);
         }
         let mut files: Vec<PathBuf> = first.into_iter().chain(more).chain(repeat).collect();
         files.sort();
@@ -82,7 +73,6 @@ fn fixture() -> &'static Fixture {
             files,
             data,
             features,
-            again,
         }
     })
 }
@@ -213,14 +203,7 @@ fn experiment_files(files: &[PathBuf], ext: &str) -> BTreeSet<String> {
 fn plot_png_draws_every_feature_per_chip_and_every_experiment() {
     let fx = fixture();
     let out = scratch("view-png");
-    let o = oect(&[
-        "plot",
-        s(&fx.features),
-        s(&fx.again),
-        s(&fx.data),
-        "-o",
-        s(&out),
-    ]);
+    let o = oect(&["plot", s(&fx.features), s(&fx.data), "-o", s(&out)]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let mut want = expected_feature_files(&["VW0001", "VW0002"], "png");
     want.extend(experiment_files(&fx.files, "png"));
@@ -247,14 +230,7 @@ fn plot_png_draws_every_feature_per_chip_and_every_experiment() {
     assert!(violet && yellowish, "the step colours are not all drawn");
     // Same inputs, same bytes.
     let again = scratch("view-png-again");
-    let o = oect(&[
-        "plot",
-        s(&fx.features),
-        s(&fx.again),
-        s(&fx.data),
-        "-o",
-        s(&again),
-    ]);
+    let o = oect(&["plot", s(&fx.features), s(&fx.data), "-o", s(&again)]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     for f in tree(&again) {
         assert_eq!(
@@ -272,7 +248,6 @@ fn plot_svg_selects_features_and_chip_and_labels_them() {
     let o = oect(&[
         "plot",
         s(&fx.features),
-        s(&fx.again),
         s(&fx.data),
         "-o",
         s(&out),
@@ -313,7 +288,7 @@ fn plot_svg_selects_features_and_chip_and_labels_them() {
     let gm = std::fs::read_to_string(out.join("v2_mixed/VW0001-gm_max_forward.svg")).unwrap();
     assert!(gm.contains("gm_max_forward — chip #VW0001"), "{gm}");
     assert!(gm.contains("config v2_mixed · 3 experiments"));
-    assert!(gm.contains("step (step_index)"));
+    assert!(gm.contains("transfer step (transfer_step)"), "{gm}");
     // Device 1 was tested twice: its two lines name their tests; device 3 needs no more.
     assert_eq!(gm.matches("dev 1 · test_").count(), 2, "{gm}");
     assert!(gm.contains("\ndev 3\n"), "{gm}");
@@ -355,43 +330,63 @@ fn plot_svg_selects_features_and_chip_and_labels_them() {
     }
 }
 
-/// An output with the columns the output schema is growing (elapsed time, units), written
-/// here directly: `n` steps of a flat gm with one spike.
-fn planned_schema_output(dir: &Path, n: usize, spike: usize) -> PathBuf {
+/// A format-2 output written here directly (`docs/FORMAT.md`): `n` transfer steps of a flat
+/// gm with one spike, 30 s apart from 2026-01-01 00:00, with or without the time columns.
+/// Steps 3 and 5 have no fit, step 4 failed, and one more no-fit step is counted but not
+/// listed (as past the 100 recorded messages).
+fn hand_made_output(dir: &Path, n: usize, spike: usize, timed: bool) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let gm: Vec<f64> = (0..n)
-        .map(|i| {
-            if i == spike {
-                10e-3
-            } else {
-                1e-3 + 1e-5 * (i as f64 * 0.1).sin()
-            }
+        .map(|i| match i {
+            3..=5 => f64::NAN,
+            _ if i == spike => 10e-3,
+            _ => 1e-3 + 1e-5 * (i as f64 * 0.1).sin(),
         })
         .collect();
-    let elapsed: Vec<f64> = (0..n).map(|i| i as f64 * 30.0).collect();
     let unit = |u: &str| std::collections::HashMap::from([("unit".to_string(), u.to_string())]);
     let attrs = serde_json::json!({
-        "chip_id": "#PS01", "device_id": "7", "config_name": "hand_made",
+        "format_version": 2,
+        "chip_id": "#PS01", "device_id": "7", "test_id": "test_20260101000000_0badcafe",
+        "config_name": "hand_made", "config_origin": "hand_made.yaml",
+        "config_identity": "/nonexistent/hand_made.yaml",
         "config_hash": "0123456789abcdef", "source_file": "/nonexistent/#PS01-7-x-test_1.h5",
-        "steps": {"transfer": n}, "feature_errors": {"gm": 0}, "feature_nonfinite": {"gm": 0},
-        "errors": [], "multidim_features": {}, "nested_features": [],
+        "source_hash": "0", "test_started_at": "2026-01-01T00:00:00",
+        "created_at": "2026-01-02T00:00:00", "oect_version": "0.1.0", "plugins": [],
+        "steps": {"transfer": n}, "rows": n, "alignment": null, "units": {"gm": "S"},
+        "features": [{"name": "gm", "extractor": "transfer.gm_max", "inputs": [],
+            "rows": "transfer", "shape": [], "layout": "scalar", "columns": ["gm"], "unit": "S"}],
+        "feature_errors": {"gm": 1}, "feature_no_fit": {"gm": 3},
+        "feature_nonfinite": {"gm": 0}, "errors": [
+            {"feature": "gm", "step": 3, "message": "no fit: the sweep never turns on"},
+            {"feature": "gm", "step": 4, "message": "transfer.gm_max: sweep shorter than 3 points"},
+            {"feature": "gm", "step": 5, "message": "no fit: the sweep never turns on"},
+        ],
     });
     let meta = std::collections::HashMap::from([("PANDAS_ATTRS".to_string(), attrs.to_string())]);
-    let schema = Arc::new(
-        Schema::new(vec![
-            Field::new("step_index", DataType::Int64, false),
-            Field::new("elapsed_s", DataType::Float64, false).with_metadata(unit("s")),
-            Field::new("gm", DataType::Float64, true).with_metadata(unit("S")),
-        ])
-        .with_metadata(meta),
-    );
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(0..n as i64)),
-        Arc::new(Float64Array::from(elapsed)),
-        Arc::new(Float64Array::from(gm)),
-    ];
+    let mut fields = vec![Field::new("step_index", DataType::Int64, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(0..n as i64))];
+    if timed {
+        // 2026-01-01T00:00:00 in µs since the epoch.
+        let t0 = 1_767_225_600_000_000i64;
+        fields.push(Field::new(
+            "start_time",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        ));
+        columns.push(Arc::new(TimestampMicrosecondArray::from_iter_values(
+            (0..n as i64).map(|i| t0 + i * 30_000_000),
+        )));
+        fields.push(Field::new("elapsed_s", DataType::Float64, true).with_metadata(unit("s")));
+        columns.push(Arc::new(Float64Array::from_iter_values(
+            (0..n).map(|i| i as f64 * 30.0),
+        )));
+    }
+    fields.push(Field::new("gm", DataType::Float64, true).with_metadata(unit("S")));
+    columns.push(Arc::new(Float64Array::from(gm)));
+    let schema = Arc::new(Schema::new(fields).with_metadata(meta));
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let path = dir.join("#PS01-7-hand_made-feat_20260101-000000_01234567.parquet");
+    let path =
+        dir.join("PS01-7-test_20260101000000_0badcafe-feat_20260102-000000_01234567.parquet");
     let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
@@ -402,7 +397,7 @@ fn planned_schema_output(dir: &Path, n: usize, spike: usize) -> PathBuf {
 fn a_spike_among_100000_steps_survives_and_time_and_units_are_used() {
     let dir = scratch("view-spike");
     let (n, spike) = (100_000, 61_234);
-    planned_schema_output(&dir.join("features"), n, spike);
+    hand_made_output(&dir.join("features"), n, spike, true);
     let out = dir.join("figs");
     let o = oect(&[
         "plot",
@@ -497,7 +492,7 @@ fn a_spike_among_100000_steps_survives_and_time_and_units_are_used() {
 }
 
 #[test]
-fn x_time_without_time_columns_falls_back_to_steps_and_says_so() {
+fn x_time_uses_elapsed_s_and_without_it_falls_back_to_steps_and_says_so() {
     let fx = fixture();
     let out = scratch("view-time");
     let o = oect(&[
@@ -513,13 +508,35 @@ fn x_time_without_time_columns_falls_back_to_steps_and_says_so() {
         "svg",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("note: --x time") && err.contains("plotting against step instead"),
-        "{err}"
+        !String::from_utf8_lossy(&o.stderr).contains("note:"),
+        "{}",
+        show(&o)
     );
     let svg = std::fs::read_to_string(out.join("v2_mixed/VW0001-absI_max.svg")).unwrap();
-    assert!(svg.contains("step (step_index)"));
+    assert!(svg.contains("elapsed time ("), "{svg}");
+
+    let dir = scratch("view-untimed");
+    hand_made_output(&dir.join("features"), 50, 10, false);
+    let o = oect(&[
+        "plot",
+        s(&dir.join("features")),
+        "-o",
+        s(&dir.join("figs")),
+        "--x",
+        "time",
+        "--format",
+        "svg",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("note: --x time: 1 of 1 outputs record no step times")
+            && err.contains("plotting against step instead"),
+        "{err}"
+    );
+    let svg = std::fs::read_to_string(dir.join("figs/hand_made/PS01-gm.svg")).unwrap();
+    assert!(svg.contains("step (step_index)"), "{svg}");
 }
 
 #[test]
@@ -574,12 +591,11 @@ fn report() -> &'static (PathBuf, String) {
     REPORT.get_or_init(|| {
         let fx = fixture();
         let dir = scratch("view-report");
-        planned_schema_output(&dir.join("hand"), 500, 100);
+        hand_made_output(&dir.join("hand"), 500, 100, true);
         let path = dir.join("report.html");
         let o = oect(&[
             "report",
             s(&fx.features),
-            s(&fx.again),
             s(&dir.join("hand")),
             "-o",
             s(&path),
@@ -615,7 +631,14 @@ fn the_report_is_one_offline_file_that_names_every_experiment() {
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
     // The summary: one row per output, the failed derived feature with its reason, time spans.
     assert_eq!(html.matches("<tr><td>").count(), 15 + 1);
-    assert!(html.contains("transient_decay: no fit: "), "reason missing");
+    // Failed and no-fit steps with their reasons, and the no-fit steps past the recorded ones.
+    for reason in [
+        "gm: no fit: the sweep never turns on (×2)",
+        "gm: 1 more step without a fit",
+        "gm: transfer.gm_max: sweep shorter than 3 points (×1)",
+    ] {
+        assert!(html.contains(reason), "no {reason:?} in the report");
+    }
     assert!(
         html.contains("2025-08-15"),
         "no time span from the experiment files"
@@ -625,8 +648,8 @@ fn the_report_is_one_offline_file_that_names_every_experiment() {
         "the missing experiment file is not named"
     );
     assert!(
-        html.contains("4.2 h (elapsed time in the output)"),
-        "no span from elapsed_s"
+        html.contains("2026-01-01 00:00 → 2026-01-01 04:09 (4.2 h)"),
+        "no span from the output's start_time"
     );
     for chip in ["Chip #VW0001", "Chip #VW0002", "Chip #PS01"] {
         assert!(html.contains(chip), "no section {chip}");

@@ -45,6 +45,14 @@ fn duration(seconds: f64) -> String {
     }
 }
 
+/// `word` or `words` to follow the count `n`.
+fn plural(n: usize, word: &str) -> String {
+    match n {
+        1 => word.to_string(),
+        _ => format!("{word}s"),
+    }
+}
+
 fn span_text(span: Option<(NaiveDateTime, NaiveDateTime)>) -> Option<String> {
     let (a, b) = span?;
     let secs = (b - a).num_milliseconds() as f64 / 1000.0;
@@ -78,7 +86,11 @@ impl Row {
             if h.failed as usize > listed {
                 let more = h.failed as usize - listed;
                 let what = if listed == 0 { "" } else { " more" };
-                failure_reasons.push(format!("{}: {more}{what} failed steps", h.feature));
+                failure_reasons.push(format!(
+                    "{}: {more}{what} failed {}",
+                    h.feature,
+                    plural(more, "step")
+                ));
             }
             let listed: usize = h.no_fit_reasons.iter().map(|r| r.1).sum();
             for (message, n) in &h.no_fit_reasons {
@@ -87,7 +99,11 @@ impl Row {
             if h.no_fit as usize > listed {
                 let more = h.no_fit as usize - listed;
                 let what = if listed == 0 { "" } else { " more" };
-                no_fit_reasons.push(format!("{}: {more}{what} steps without a fit", h.feature));
+                no_fit_reasons.push(format!(
+                    "{}: {more}{what} {} without a fit",
+                    h.feature,
+                    plural(more, "step")
+                ));
             }
             if h.nonfinite > 0 {
                 nonfinite_detail.push(format!("{}: {}", h.feature, h.nonfinite));

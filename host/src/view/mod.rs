@@ -247,23 +247,24 @@ fn feature_plots(batch: &Batch, sel: &Selection, made: &mut Made) -> Vec<Feature
             ));
         }
     }
-    let use_time = sel.x == XAxis::Time && {
-        let untimed: Vec<&Output> = all
-            .iter()
-            .copied()
-            .filter(|o| !o.elapsed_s.iter().any(|t| t.is_finite()))
-            .collect();
-        if let Some(first) = untimed.first() {
-            made.notes.push(format!(
+    let use_time = sel.x == XAxis::Time
+        && {
+            let untimed: Vec<&Output> = all
+                .iter()
+                .copied()
+                .filter(|o| !o.elapsed_s.iter().any(|t| t.is_finite()))
+                .collect();
+            if let Some(first) = untimed.first() {
+                made.notes.push(format!(
                 "--x time: {} of {} outputs record no step times (e.g. {}, test {}); plotting against step instead",
                 untimed.len(),
                 all.len(),
                 first.path.display(),
                 first.test_id
             ));
-        }
-        untimed.is_empty()
-    };
+            }
+            untimed.is_empty()
+        };
 
     let mut plots = Vec::new();
     for ((config, chip), outputs) in &groups {

@@ -147,7 +147,11 @@ pub fn read(path: &Path) -> Result<Vec<Output>, String> {
         .and_then(|kv| kv.iter().find(|e| e.key == ATTRS_KEY))
         .and_then(|e| e.value.clone())
         .or_else(|| builder.schema().metadata().get(ATTRS_KEY).cloned())
-        .ok_or_else(|| fail(format!("no {ATTRS_KEY} metadata: not an output of `oect run`")))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "no {ATTRS_KEY} metadata: not an output of `oect run`"
+            ))
+        })?;
     let attrs: Value = serde_json::from_str(&attrs_text)
         .map_err(|e| fail(format!("{ATTRS_KEY} is not valid JSON ({e})")))?;
     match attrs["format_version"].as_u64() {
@@ -164,7 +168,8 @@ pub fn read(path: &Path) -> Result<Vec<Output>, String> {
             .map_err(|e| fail(format!("unreadable {ATTRS_KEY} ({e})")))?;
         merged.experiments
     } else {
-        vec![serde_json::from_value(attrs).map_err(|e| fail(format!("unreadable {ATTRS_KEY} ({e})")))?]
+        vec![serde_json::from_value(attrs)
+            .map_err(|e| fail(format!("unreadable {ATTRS_KEY} ({e})")))?]
     };
     let schema = builder.schema().clone();
     let batches: Vec<RecordBatch> = builder
@@ -367,9 +372,7 @@ impl Columns {
     /// The series of every plottable feature, in config order.
     fn series(&self, features: &[FeatureMeta]) -> Result<Vec<Series>, String> {
         let rows = self.rows();
-        let row_steps = self
-            .steps("step_index")?
-            .ok_or("no column step_index")?;
+        let row_steps = self.steps("step_index")?.ok_or("no column step_index")?;
         let transfer = self.steps("transfer_step")?;
         let transient = self.steps("transient_step")?;
         let axis_of = |f: &FeatureMeta| match (f.rows.as_str(), &transfer, &transient) {
@@ -389,11 +392,15 @@ impl Columns {
             };
             let column = |c: &str| {
                 let parts = self.need(c)?;
-                floats(&parts).ok_or_else(|| format!("column {c} of feature {} is not float64", f.name))
+                floats(&parts)
+                    .ok_or_else(|| format!("column {c} of feature {} is not float64", f.name))
             };
             match f.layout.as_str() {
                 "scalar" => {
-                    let c = f.columns.first().ok_or_else(|| format!("feature {} has no column", f.name))?;
+                    let c = f
+                        .columns
+                        .first()
+                        .ok_or_else(|| format!("feature {} has no column", f.name))?;
                     out.push(series(f.name.clone(), Values::Scalar(column(c)?)));
                 }
                 "expanded" if f.columns.len() <= MAX_COLUMNS_AS_SERIES => {
@@ -402,19 +409,27 @@ impl Columns {
                     }
                 }
                 "expanded" => {
-                    let members: Vec<Vec<f64>> =
-                        f.columns.iter().map(|c| column(c)).collect::<Result<_, _>>()?;
+                    let members: Vec<Vec<f64>> = f
+                        .columns
+                        .iter()
+                        .map(|c| column(c))
+                        .collect::<Result<_, _>>()?;
                     out.push(series(
                         f.name.clone(),
                         Values::Spread(spread_of_columns(&members, rows)),
                     ));
                 }
                 "nested" => {
-                    let c = f.columns.first().ok_or_else(|| format!("feature {} has no column", f.name))?;
+                    let c = f
+                        .columns
+                        .first()
+                        .ok_or_else(|| format!("feature {} has no column", f.name))?;
                     let parts = self.need(c)?;
                     let components = f.components.clone().unwrap_or_default();
                     for (name, values) in nested(&f.name, &f.shape, &components, &parts)
-                        .ok_or_else(|| format!("column {c} of feature {} is not a list of float64", f.name))?
+                        .ok_or_else(|| {
+                            format!("column {c} of feature {} is not a list of float64", f.name)
+                        })?
                     {
                         out.push(series(name, values));
                     }
