@@ -98,9 +98,10 @@ fn tree(dir: &Path) -> BTreeSet<String> {
     out
 }
 
-/// A decoded RGB(A) PNG: width, height, RGB pixels.
+/// A decoded PNG (indexed colours expanded): width, height, RGB pixels.
 fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
-    let decoder = png::Decoder::new(File::open(path).unwrap());
+    let mut decoder = png::Decoder::new(File::open(path).unwrap());
+    decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder
         .read_info()
         .unwrap_or_else(|e| panic!("{}: not a PNG ({e})", path.display()));
@@ -226,6 +227,14 @@ fn plot_png_draws_every_feature_per_chip_and_every_experiment() {
         .to_string();
     let (_, _, px) = decode_png(&out.join(format!("experiments/{stem}-transfer.png")));
     let violet = px.iter().any(|p| p[2] > 60 && p[0] > 50 && p[1] < 20);
+    // Figures are 256-colour PNGs (a third of the size of RGB ones), the step colours kept.
+    let transfer = out.join(format!("experiments/{stem}-transfer.png"));
+    let info = png::Decoder::new(File::open(&transfer).unwrap())
+        .read_info()
+        .unwrap()
+        .info()
+        .clone();
+    assert_eq!(info.color_type, png::ColorType::Indexed);
     let yellowish = px.iter().any(|p| p[0] > 150 && p[1] > 180 && p[2] < 80);
     assert!(violet && yellowish, "the step colours are not all drawn");
     // Same inputs, same bytes.
@@ -629,8 +638,10 @@ fn the_report_is_one_offline_file_that_names_every_experiment() {
         "one transfer and one transient image per file"
     );
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
-    // The summary: one row per output, the failed derived feature with its reason, time spans.
-    assert_eq!(html.matches("<tr><td>").count(), 15 + 1);
+    // The summary: one row per output, grouped by experiment file (5 files × 3 configs, and
+    // the hand-made output whose file is missing).
+    assert_eq!(html.matches("<tr><td").count(), 15 + 1);
+    assert_eq!(html.matches("<tbody>").count(), 5 + 1);
     // Failed and no-fit steps with their reasons, and the no-fit steps past the recorded ones.
     for reason in [
         "gm: no fit: the sweep never turns on (×2)",
@@ -648,7 +659,7 @@ fn the_report_is_one_offline_file_that_names_every_experiment() {
         "the missing experiment file is not named"
     );
     assert!(
-        html.contains("2026-01-01 00:00 → 2026-01-01 04:09 (4.2 h)"),
+        html.contains("2026-01-01 00:00 → 04:09 (4.2 h)"),
         "no span from the output's start_time"
     );
     for chip in ["Chip #VW0001", "Chip #VW0002", "Chip #PS01"] {

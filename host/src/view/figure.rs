@@ -1,5 +1,5 @@
 //! Drawing, with plotters: one drawing code per kind of figure, rendered to PNG (plotters'
-//! bitmap backend, encoded by `png`) or SVG. Text uses the embedded DejaVu Sans through
+//! bitmap backend, indexed by [`palette`] and encoded by `png`) or SVG. Text uses the embedded DejaVu Sans through
 //! plotters' `ab_glyph` support, so no system font is looked up and the same input gives the
 //! same bytes on every machine.
 
@@ -12,6 +12,7 @@ use plotters::style::colors::colormaps::ViridisRGB;
 
 use super::curves::Curve;
 use super::decimate;
+use super::palette;
 use super::raster::Raster;
 
 /// DejaVu Sans 2.37 (Bitstream Vera licence, see `host/assets/fonts/DejaVuSans-LICENSE.txt`).
@@ -111,16 +112,18 @@ pub fn render<F: Figure>(fig: &F, format: Format) -> Result<(Vec<u8>, Option<Fra
                 root.present()?;
                 frame
             };
+            let indexed = palette::index(&rgb);
             let mut png_bytes = Vec::new();
             let mut enc = png::Encoder::new(&mut png_bytes, w, h);
-            enc.set_color(png::ColorType::Rgb);
+            enc.set_color(png::ColorType::Indexed);
             enc.set_depth(png::BitDepth::Eight);
+            enc.set_palette(indexed.palette);
             // Figures are mostly flat colour: the best deflate level and per-row filter choice
             // make them several times smaller than the defaults, for little time.
             enc.set_compression(png::Compression::Best);
             enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
             let mut writer = enc.write_header()?;
-            writer.write_image_data(&rgb)?;
+            writer.write_image_data(&indexed.indices)?;
             writer.finish()?;
             Ok((png_bytes, frame))
         }
@@ -433,7 +436,7 @@ impl Figure for TransferFigure<'_> {
         root.fill(&WHITE)?;
         let area = titles(root, &self.title, &self.subtitle)?;
         let (w, _) = area.dim_in_pixel();
-        let (panels, bar) = area.split_horizontally(w - 120);
+        let (panels, bar) = area.split_horizontally(w - 130);
         let panels = panels.split_evenly((1, 2));
         let first = self.curves.first().map_or(0, |c| c.step);
         let last = self.curves.last().map_or(0, |c| c.step);
@@ -529,6 +532,7 @@ impl Figure for TransferFigure<'_> {
             .margin_top(40)
             .margin_bottom(62)
             .margin_left(14)
+            .margin_right(12)
             .right_y_label_area_size(70)
             .build_cartesian_2d(0.0..1.0, s0..s1)?;
         cbar.configure_mesh()

@@ -29,6 +29,9 @@ pub struct Row {
     pub nonfinite: u64,
     pub nonfinite_detail: Vec<String>,
     pub span: String,
+    /// Where the experiment file is (or was, when it was not found).
+    pub source: String,
+    /// The output file and what made it.
     pub provenance: Vec<String>,
 }
 
@@ -56,7 +59,11 @@ fn plural(n: usize, word: &str) -> String {
 fn span_text(span: Option<(NaiveDateTime, NaiveDateTime)>) -> Option<String> {
     let (a, b) = span?;
     let secs = (b - a).num_milliseconds() as f64 / 1000.0;
-    Some(format!("{} → {} ({})", when(&a), when(&b), duration(secs)))
+    let end = match a.date() == b.date() {
+        true => b.format("%H:%M").to_string(),
+        false => when(&b),
+    };
+    Some(format!("{} → {end} ({})", when(&a), duration(secs)))
 }
 
 fn step_counts<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
@@ -111,31 +118,24 @@ impl Row {
         }
         // The experiment file's (first start to last end), else the output's step starts.
         let span = span_text(span.or(o.span)).unwrap_or_else(|| "— (no step times)".into());
-        let mut provenance = vec![
-            format!(
-                "output {}",
-                o.path
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default()
-            ),
-            format!("config {} (hash {})", o.config_name, o.config_hash8),
-        ];
-        provenance.push(format!(
-            "test {}; oect {}; {}",
-            o.test_id,
-            o.oect_version,
-            o.plugins.join(", ")
-        ));
         let c = &o.created_at;
-        provenance.push(format!(
-            "written {}",
-            c.get(..16).unwrap_or(c).replace('T', " ")
-        ));
-        provenance.push(match file {
-            Some(f) => format!("source {}", f.display()),
-            None => format!("source {} (not found)", o.source_file.display()),
-        });
+        let provenance = vec![
+            o.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            format!(
+                "config hash {} · oect {} · {} · written {}",
+                o.config_hash8,
+                o.oect_version,
+                o.plugins.join(", "),
+                c.get(..16).unwrap_or(c).replace('T', " ")
+            ),
+        ];
+        let source = match file {
+            Some(f) => f.display().to_string(),
+            None => format!("{} (not found)", o.source_file.display()),
+        };
         Row {
             chip: o.chip_id.clone(),
             device: o.device_id.clone(),
@@ -153,6 +153,7 @@ impl Row {
             nonfinite: o.health.iter().map(|h| h.nonfinite).sum(),
             nonfinite_detail,
             span,
+            source,
             provenance,
         }
     }
@@ -179,7 +180,8 @@ impl Row {
             nonfinite: 0,
             nonfinite_detail: Vec::new(),
             span: span_text(c.span).unwrap_or_else(|| "—".into()),
-            provenance: vec![format!("source {}", path.display())],
+            source: path.display().to_string(),
+            provenance: Vec::new(),
         }
     }
 }
@@ -276,6 +278,10 @@ td.bad b { color: var(--bad); }
 td ul { margin: .15rem 0 0; padding-left: 1rem; color: var(--muted); overflow-wrap: anywhere; }
 td.file { overflow-wrap: anywhere; min-width: 10rem; }
 td.prov { color: var(--muted); font-size: .72rem; min-width: 16rem; overflow-wrap: anywhere; }
+td .src { color: var(--muted); font-size: .72rem; margin-top: .2rem; }
+tbody { border-bottom: 2px solid var(--line); break-inside: avoid; }
+tbody tr:not(:last-child) td { border-bottom-style: dotted; }
+tbody tr td.g { border-bottom-style: solid; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: .8rem 1.2rem; }
 figure { margin: 0; break-inside: avoid; page-break-inside: avoid; }
 figure svg, figure img { width: 100%; height: auto; display: block; border: 1px solid #eee; }
@@ -428,33 +434,63 @@ pub fn page(c: &Content) -> Page {
 
     h.push_str(
         "<section id=\"summary\"><h2>Experiments</h2>\n<table>\n<thead><tr><th>Chip</th>\
-         <th>Device</th><th>Experiment file</th><th>Config</th><th>Steps</th>\
-         <th>Failed steps</th><th>No fit</th><th>NaN / ±inf</th><th>Time span</th><th>Provenance</th>\
-         </tr></thead>\n<tbody>\n",
+         <th>Device</th><th>Experiment file</th><th>Time span</th><th>Config</th><th>Steps</th>\
+         <th>Failed steps</th><th>No fit</th><th>NaN / ±inf</th><th>Output</th>\
+         </tr></thead>\n",
     );
-    for r in &c.rows {
-        let bad = |n: u64| if n > 0 { "count bad" } else { "count" };
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td class=\"file\">{}</td><td>{}</td><td>{}</td>\
-             <td class=\"{}\"><b>{}</b>{}</td><td class=\"count\"><b>{}</b>{}</td><td class=\"count\"><b>{}</b>{}</td><td>{}</td><td class=\"prov\">{}</td></tr>",
-            esc(&r.chip),
-            esc(&r.device),
-            esc(&r.experiment),
-            esc(&r.config),
-            esc(&r.steps),
-            bad(r.failed),
-            r.failed,
-            list(&r.failure_reasons),
-            r.no_fit,
-            list(&r.no_fit_reasons),
-            r.nonfinite,
-            list(&r.nonfinite_detail),
-            esc(&r.span),
-            r.provenance.iter().map(|p| esc(p)).collect::<Vec<_>>().join("<br>")
-        );
+    // One group of rows per experiment file (one row per config), its own cells spanning them.
+    let mut rest: &[Row] = &c.rows;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|r| {
+                (&r.chip, &r.device, &r.experiment, &r.source)
+                    == (&first.chip, &first.device, &first.experiment, &first.source)
+            })
+            .count();
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        h.push_str("<tbody>");
+        for (i, r) in group.iter().enumerate() {
+            h.push_str("<tr>");
+            if i == 0 {
+                let _ = write!(
+                    h,
+                    "<td rowspan=\"{n}\" class=\"g\">{}</td><td rowspan=\"{n}\" class=\"g\">{}</td>\
+                     <td rowspan=\"{n}\" class=\"g file\">{}<div class=\"src\">{}</div></td>\
+                     <td rowspan=\"{n}\" class=\"g\">{}</td>",
+                    esc(&r.chip),
+                    esc(&r.device),
+                    esc(&r.experiment),
+                    esc(&r.source),
+                    esc(&r.span),
+                );
+            }
+            let bad = |n: u64| if n > 0 { "count bad" } else { "count" };
+            let _ = writeln!(
+                h,
+                "<td>{}</td><td>{}</td><td class=\"{}\"><b>{}</b>{}</td>\
+                 <td class=\"count\"><b>{}</b>{}</td><td class=\"count\"><b>{}</b>{}</td>\
+                 <td class=\"prov\">{}</td></tr>",
+                esc(&r.config),
+                esc(&r.steps),
+                bad(r.failed),
+                r.failed,
+                list(&r.failure_reasons),
+                r.no_fit,
+                list(&r.no_fit_reasons),
+                r.nonfinite,
+                list(&r.nonfinite_detail),
+                r.provenance
+                    .iter()
+                    .map(|p| esc(p))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
+            );
+        }
+        h.push_str("</tbody>\n");
     }
-    h.push_str("</tbody></table></section>\n");
+    h.push_str("</table></section>\n");
 
     for (i, chip) in chips.iter().enumerate() {
         let _ = write!(

@@ -5,12 +5,13 @@
 //!
 //! [`table`] is the only code that knows the output schema; [`curves`] reads experiment files
 //! through [`crate::source`]; [`decimate`] bounds the points per line; [`figure`] draws;
-//! [`html`] writes the page.
+//! [`palette`] makes PNGs small; [`html`] writes the page.
 
 mod curves;
 mod decimate;
 mod figure;
 mod html;
+mod palette;
 mod raster;
 mod table;
 
