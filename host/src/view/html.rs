@@ -1,6 +1,6 @@
-//! The report page: one HTML file with everything inline (styles, script, SVG feature figures,
-//! PNG experiment figures as `data:` URIs), so it opens offline, can be mailed as one file and
-//! loads nothing from anywhere. It is laid out for a screen and, through print styles, for A4
+//! The report page: one HTML file with everything inline (styles, script, feature figures as
+//! SVG or, when that would be large, PNG; experiment figures as PNG `data:` URIs), so it opens
+//! offline, can be mailed as one file and loads nothing from anywhere. It is laid out for a screen and, through print styles, for A4
 //! paper (one chip per page, figures never split).
 
 use std::fmt::Write;
@@ -186,12 +186,20 @@ impl Row {
     }
 }
 
-/// A feature figure of one chip and config, as inline SVG.
+/// How a feature figure is put on the page.
+pub enum Image {
+    /// Inline SVG.
+    Svg(String),
+    /// A PNG (as a `data:` URI) of `width` pixels.
+    Png { bytes: Vec<u8>, width: u32 },
+}
+
+/// A feature figure of one chip and config.
 pub struct FeaturePanel {
     pub chip: String,
     pub config: String,
     pub feature: String,
-    pub svg: String,
+    pub image: Image,
     pub frame: Option<Frame>,
 }
 
@@ -311,7 +319,7 @@ const SCRIPT: &str = r#"
   }
   document.querySelectorAll('figure[data-frame]').forEach(function (fig) {
     var f = JSON.parse(fig.getAttribute('data-frame'));
-    var svg = fig.querySelector('svg');
+    var svg = fig.querySelector('svg, img');
     var out = fig.querySelector('.readout');
     if (!svg || !out) return;
     svg.addEventListener('mousemove', function (ev) {
@@ -508,10 +516,21 @@ pub fn page(c: &Content) -> Page {
                 esc(config)
             );
             for f in figs.iter().filter(|f| f.config == config) {
+                let (body, width) = match &f.image {
+                    Image::Svg(svg) => (inline_svg(svg), svg_width(svg)),
+                    Image::Png { bytes, width } => (
+                        format!(
+                            r#"<img alt="{}" src="data:image/png;base64,{}">"#,
+                            esc(&f.feature),
+                            base64::engine::general_purpose::STANDARD.encode(bytes)
+                        ),
+                        f64::from(*width),
+                    ),
+                };
                 let frame = f.frame.as_ref().map(|fr| {
                     serde_json::json!({
                         "px": fr.px, "x": [fr.x.0, fr.x.1], "y": [fr.y.0, fr.y.1],
-                        "xl": fr.x_label, "yl": fr.y_label, "w": svg_width(&f.svg),
+                        "xl": fr.x_label, "yl": fr.y_label, "w": width,
                     })
                     .to_string()
                 });
@@ -522,7 +541,7 @@ pub fn page(c: &Content) -> Page {
                     h,
                     "<figure class=\"plot\"{attr} aria-label=\"{}\">{}<figcaption><span class=\"readout\"></span></figcaption></figure>",
                     esc(&f.feature),
-                    inline_svg(&f.svg)
+                    body
                 );
             }
             h.push_str("</div>\n");

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
 pub use figure::Format;
-use figure::{FeatureFigure, Frame, Line, TransferFigure, TransientFigure};
+use figure::{FeatureFigure, Figure, Frame, Line, TransferFigure, TransientFigure};
 pub use table::Output;
 
 use crate::sink::file_part;
@@ -572,6 +572,24 @@ fn locate(output: &Output, inputs: &[PathBuf]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Feature figures are inline SVG (sharp on paper, small for a few lines) up to this size;
+/// beyond it (many devices × thousands of steps) the 256-colour PNG is several times smaller.
+const SVG_BUDGET: usize = 64 * 1024;
+
+/// A feature figure for the page: its SVG, or the PNG `png` draws (bytes, pixel width) when
+/// the SVG is over [`SVG_BUDGET`] and the PNG is smaller.
+fn feature_image(svg: String, png: impl FnOnce() -> Result<(Vec<u8>, u32)>) -> Result<html::Image> {
+    if svg.len() <= SVG_BUDGET {
+        return Ok(html::Image::Svg(svg));
+    }
+    let (bytes, width) = png()?;
+    // base64 makes the PNG a third larger on the page.
+    Ok(match bytes.len() * 4 / 3 < svg.len() {
+        true => html::Image::Png { bytes, width },
+        false => html::Image::Svg(svg),
+    })
+}
+
 /// `oect report`: one self-contained HTML page at `out` for the whole batch.
 pub fn report(batch: &Batch, sel: &Selection, out: &Path) -> Result<Made> {
     batch.check_usable()?;
@@ -580,12 +598,17 @@ pub fn report(batch: &Batch, sel: &Selection, out: &Path) -> Result<Made> {
         ..Made::default()
     };
     let plots = feature_plots(batch, sel, &mut made);
-    let svgs: Vec<Result<(String, Option<Frame>), String>> = plots
+    let images: Vec<Result<(html::Image, Option<Frame>), String>> = plots
         .par_iter()
         .map(|p| {
-            figure::render(&p.figure, Format::Svg)
-                .map(|(b, f)| (String::from_utf8_lossy(&b).into_owned(), f))
-                .map_err(|e| format!("{} of chip {}: {e:#}", p.feature, p.chip))
+            let drawn = figure::render(&p.figure, Format::Svg).and_then(|(svg, frame)| {
+                let svg = String::from_utf8_lossy(&svg).into_owned();
+                let image = feature_image(svg, || {
+                    Ok((figure::render(&p.figure, Format::Png)?.0, p.figure.size().0))
+                })?;
+                Ok((image, frame))
+            });
+            drawn.map_err(|e| format!("{} of chip {}: {e:#}", p.feature, p.chip))
         })
         .collect();
 
@@ -632,13 +655,13 @@ pub fn report(batch: &Batch, sel: &Selection, out: &Path) -> Result<Made> {
         .collect();
 
     let mut figures = Vec::new();
-    for (p, svg) in plots.iter().zip(svgs) {
-        match svg {
-            Ok((svg, frame)) => figures.push(html::FeaturePanel {
+    for (p, image) in plots.iter().zip(images) {
+        match image {
+            Ok((image, frame)) => figures.push(html::FeaturePanel {
                 chip: p.chip.clone(),
                 config: p.config.clone(),
                 feature: p.feature.clone(),
-                svg,
+                image,
                 frame,
             }),
             Err(e) => made.problems.push(e),
@@ -687,4 +710,22 @@ pub fn report(batch: &Batch, sel: &Selection, out: &Path) -> Result<Made> {
     write_file(out, page.html.as_bytes()).map_err(anyhow::Error::msg)?;
     made.written.push(out.to_path_buf());
     Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_svg_becomes_the_smaller_png() {
+        let small = "<svg></svg>".to_string();
+        let drawn = feature_image(small.clone(), || panic!("no PNG for a small SVG")).unwrap();
+        assert!(matches!(drawn, html::Image::Svg(s) if s == small));
+        let large = "x".repeat(SVG_BUDGET + 1);
+        let drawn = feature_image(large.clone(), || Ok((vec![0; 1000], 1000))).unwrap();
+        assert!(matches!(drawn, html::Image::Png { width: 1000, .. }));
+        // A PNG that would not be smaller keeps the SVG.
+        let drawn = feature_image(large, || Ok((vec![0; SVG_BUDGET], 1000))).unwrap();
+        assert!(matches!(drawn, html::Image::Svg(_)));
+    }
 }
