@@ -162,7 +162,7 @@ pub fn si_scale(max_abs: f64, unit: Option<&str>) -> (f64, Option<String>) {
     let Some(unit) = unit else {
         return (1.0, None);
     };
-    if !BASE.contains(&unit) || !(max_abs.is_finite() && max_abs > 0.0) {
+    if !(BASE.contains(&unit) && max_abs.is_finite() && max_abs > 0.0) {
         return (1.0, Some(unit.to_string()));
     }
     /// Smallest magnitude of each prefix, the multiplier that brings it to 1, its name.

@@ -406,11 +406,11 @@ pub fn page(c: &Content) -> Page {
          <title>{}</title>\n<style>{STYLE}</style>\n<script>{ERROR_HOOK}</script>\n</head>\n<body>\n",
         esc(&title)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<header><h1>{}</h1><p class=\"meta\">configs: {} · generated {} by oect {}\
          <span class=\"hint\"> · point at a feature figure to read its values</span></p>\
-         <p id=\"js-errors\" hidden></p></header>\n",
+         <p id=\"js-errors\" hidden></p></header>",
         esc(&title),
         esc(&if configs.is_empty() {
             "—".to_string()
@@ -426,16 +426,16 @@ pub fn page(c: &Content) -> Page {
     }
     h.push_str("</nav>\n");
     if !c.problems.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<div class=\"notes bad\"><strong>Problems</strong>{}</div>\n",
+            "<div class=\"notes bad\"><strong>Problems</strong>{}</div>",
             list(&c.problems)
         );
     }
     if !c.notes.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<div class=\"notes\"><strong>Notes</strong>{}</div>\n",
+            "<div class=\"notes\"><strong>Notes</strong>{}</div>",
             list(&c.notes)
         );
     }
@@ -501,9 +501,9 @@ pub fn page(c: &Content) -> Page {
     h.push_str("</table></section>\n");
 
     for (i, chip) in chips.iter().enumerate() {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<section class=\"chip\" id=\"chip-{i}\"><h2>Chip {}</h2>\n",
+            "<section class=\"chip\" id=\"chip-{i}\"><h2>Chip {}</h2>",
             esc(chip)
         );
         let figs: Vec<&FeaturePanel> = c.figures.iter().filter(|f| f.chip == *chip).collect();

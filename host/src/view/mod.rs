@@ -494,7 +494,7 @@ pub fn plot(batch: &Batch, sel: &Selection, format: Format, dir: &Path) -> Resul
         })
         .collect();
     let files: Vec<&PathBuf> = batch.experiment_files.iter().collect();
-    let experiment_jobs: Vec<Vec<(PathBuf, Result<Vec<u8>, String>)>> = files
+    let experiment_jobs: Vec<Vec<Drawn>> = files
         .par_iter()
         .map(|f| {
             let figs = match ExperimentFigures::read(f) {
@@ -589,6 +589,9 @@ fn feature_image(svg: String, png: impl FnOnce() -> Result<(Vec<u8>, u32)>) -> R
         false => html::Image::Svg(svg),
     })
 }
+
+/// A figure file to write: its path and bytes, or why it could not be drawn.
+type Drawn = (PathBuf, Result<Vec<u8>, String>);
 
 /// `oect report`: one self-contained HTML page at `out` for the whole batch.
 pub fn report(batch: &Batch, sel: &Selection, out: &Path) -> Result<Made> {
