@@ -9,8 +9,8 @@ mod inputs;
 mod report;
 #[cfg(test)]
 mod tests;
-mod watch;
 mod view;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
