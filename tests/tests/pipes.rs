@@ -79,6 +79,7 @@ fn printing_commands_end_quietly_when_their_reader_has_gone() {
     let demo = s(&dir.join("demo"));
     let generated = s(&dir.join("generated"));
     let merged = s(&dir.join("merged.parquet"));
+    let (figures, report) = (s(&dir.join("figures")), s(&dir.join("report.html")));
     let raw = dir.join("raw");
     generate(
         &raw,
@@ -125,6 +126,8 @@ fn printing_commands_end_quietly_when_their_reader_has_gone() {
             &["collect", &out_s, "-c", "v2_transfer_basic", "-o", &merged],
             &[],
         ),
+        with(&["plot", &out_s, &data_s, "-o", &figures], &[]),
+        with(&["report", &out_s, &data_s, "-o", &report], &[]),
     ];
     // `watch` runs until it is stopped and prints only on stderr.
     for name in subcommands().into_iter().filter(|c| c != "watch") {

@@ -66,24 +66,24 @@ pub struct ReportArgs {
 pub fn plot(args: &PlotArgs) -> Result<u8> {
     let batch = Batch::gather(&args.select.inputs)?;
     let made = view::plot(&batch, &args.select.selection(), args.format, &args.out)?;
-    println!("{} figures in {}", made.written.len(), args.out.display());
+    outln!("{} figures in {}", made.written.len(), args.out.display());
     Ok(finish(&made))
 }
 
 pub fn report(args: &ReportArgs) -> Result<u8> {
     let batch = Batch::gather(&args.select.inputs)?;
     let made = view::report(&batch, &args.select.selection(), &args.out)?;
-    println!("{}", args.out.display());
+    outln!("{}", args.out.display());
     Ok(finish(&made))
 }
 
 /// Prints notes and problems; the exit status says whether everything asked for was made.
 fn finish(made: &Made) -> u8 {
     for n in &made.notes {
-        eprintln!("note: {n}");
+        errln!("note: {n}");
     }
     for p in &made.problems {
-        eprintln!("error: {p}");
+        errln!("error: {p}");
     }
     match (made.written.is_empty(), made.problems.is_empty()) {
         (_, true) => OK,
