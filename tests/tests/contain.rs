@@ -346,13 +346,21 @@ fn known_casualties_are_retried_once_then_skipped_with_their_reason() {
     std::fs::remove_dir_all(&b.dir).unwrap();
 }
 
-#[test]
-fn sigterm_stops_a_run_stuck_in_a_plugin_promptly_and_leaves_no_process() {
-    let b = batch("contain-sigterm");
+/// SIGTERM while the target's worker is stuck as `how` says: the run stops within seconds
+/// with status 130, keeps the four experiments already written and leaves no worker.
+fn sigterm_stops_a_run_stuck_in_a_plugin(how: &str) {
+    let b = batch(&format!("contain-sigterm-{how}"));
     let out = b.dir.join("out");
-    let cfg = b.dir.join("loop.yaml");
-    std::fs::write(&cfg, config("loop")).unwrap();
-    let t = tag("sigterm");
+    let cfg = b.dir.join(format!("{how}.yaml"));
+    std::fs::write(&cfg, config(how)).unwrap();
+    // Nobody ever opens it for writing: a read of it never returns.
+    let fifo = b.dir.join("stalled");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let t = tag(&format!("sigterm-{how}"));
     let child = Command::new(oect_bin())
         .args([
             "run",
@@ -368,11 +376,12 @@ fn sigterm_stops_a_run_stuck_in_a_plugin_promptly_and_leaves_no_process() {
         ])
         .env_remove("OECT_PLUGIN_PATH")
         .env("OECT_TEST_TAG", &t)
+        .env("OECT_FIXTURE_FIFO", &fifo)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the other experiments are written: the target's worker is spinning.
+    // Wait until the other experiments are written: the target's worker is stuck.
     let deadline = Instant::now() + Duration::from_secs(60);
     while parquet_files(&out).len() < 4 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -386,12 +395,28 @@ fn sigterm_stops_a_run_stuck_in_a_plugin_promptly_and_leaves_no_process() {
     assert!(kill.success());
     let o = child.wait_with_output().unwrap();
     let took = sent.elapsed();
-    assert_eq!(o.status.code(), Some(130), "{}", show(&o));
-    assert!(took < Duration::from_secs(5), "the stop took {took:?}");
-    assert!(tagged_processes(&t).is_empty(), "workers left behind");
+    assert_eq!(o.status.code(), Some(130), "{how}: {}", show(&o));
+    assert!(
+        took < Duration::from_secs(5),
+        "{how}: the stop took {took:?}"
+    );
+    assert!(
+        tagged_processes(&t).is_empty(),
+        "{how}: workers left behind"
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("4 written"), "{stdout}");
+    assert!(stdout.contains("4 written"), "{how}: {stdout}");
     std::fs::remove_dir_all(&b.dir).unwrap();
+}
+
+#[test]
+fn sigterm_stops_a_run_stuck_in_a_plugin_promptly_and_leaves_no_process() {
+    sigterm_stops_a_run_stuck_in_a_plugin("loop");
+}
+
+#[test]
+fn sigterm_stops_a_run_blocked_on_a_read_promptly_and_leaves_no_process() {
+    sigterm_stops_a_run_stuck_in_a_plugin("block");
 }
 
 #[test]
