@@ -56,6 +56,29 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
+/// One line per recorded reason of `feature`, then one for the `total − listed` steps whose
+/// reason was not kept (`more(count, " more" or "")` words them).
+fn reason_lines(
+    feature: &str,
+    reasons: &[(String, usize)],
+    total: u64,
+    more: impl Fn(usize, &str) -> String,
+) -> Vec<String> {
+    let listed: usize = reasons.iter().map(|r| r.1).sum();
+    let mut lines: Vec<String> = reasons
+        .iter()
+        .map(|(message, n)| format!("{feature}: {message} (×{n})"))
+        .collect();
+    if total as usize > listed {
+        let what = if listed == 0 { "" } else { " more" };
+        lines.push(format!(
+            "{feature}: {}",
+            more(total as usize - listed, what)
+        ));
+    }
+    lines
+}
+
 fn span_text(span: Option<(NaiveDateTime, NaiveDateTime)>) -> Option<String> {
     let (a, b) = span?;
     let secs = (b - a).num_milliseconds() as f64 / 1000.0;
@@ -86,32 +109,18 @@ impl Row {
         let mut no_fit_reasons = Vec::new();
         let mut nonfinite_detail = Vec::new();
         for h in &o.health {
-            let listed: usize = h.reasons.iter().map(|r| r.1).sum();
-            for (message, n) in &h.reasons {
-                failure_reasons.push(format!("{}: {message} (×{n})", h.feature));
-            }
-            if h.failed as usize > listed {
-                let more = h.failed as usize - listed;
-                let what = if listed == 0 { "" } else { " more" };
-                failure_reasons.push(format!(
-                    "{}: {more}{what} failed {}",
-                    h.feature,
-                    plural(more, "step")
-                ));
-            }
-            let listed: usize = h.no_fit_reasons.iter().map(|r| r.1).sum();
-            for (message, n) in &h.no_fit_reasons {
-                no_fit_reasons.push(format!("{}: {message} (×{n})", h.feature));
-            }
-            if h.no_fit as usize > listed {
-                let more = h.no_fit as usize - listed;
-                let what = if listed == 0 { "" } else { " more" };
-                no_fit_reasons.push(format!(
-                    "{}: {more}{what} {} without a fit",
-                    h.feature,
-                    plural(more, "step")
-                ));
-            }
+            failure_reasons.extend(reason_lines(
+                &h.feature,
+                &h.reasons,
+                h.failed,
+                |more, what| format!("{more}{what} failed {}", plural(more, "step")),
+            ));
+            no_fit_reasons.extend(reason_lines(
+                &h.feature,
+                &h.no_fit_reasons,
+                h.no_fit,
+                |more, what| format!("{more}{what} {} without a fit", plural(more, "step")),
+            ));
             if h.nonfinite > 0 {
                 nonfinite_detail.push(format!("{}: {}", h.feature, h.nonfinite));
             }
