@@ -1,4 +1,4 @@
-//! Conformance checks for extractor plugins.
+//! Conformance checks for extractor plugins, and helpers for a plugin's own tests.
 //!
 //! The same checks run in two places, through the small [`Target`] trait:
 //!
@@ -12,17 +12,19 @@
 //!
 //! | check | passes when |
 //! |---|---|
-//! | `metadata` | plugin name, version and api_version are present; versions look like semver |
+//! | `metadata` | plugin name, version and api_version are present; versions look like semver; the API version is one this kit's host would load |
 //! | `extractors` | the plugin offers extractors (and every name in [`CheckOptions::only`]) |
 //! | `name` | the name is `namespace.feature` (lowercase namespace, identifier feature) and unique |
+//! | `input` | a measured input declares channels, all of its source; a features input none |
 //! | `docs` | the description and every parameter doc are non-empty |
-//! | `defaults` | every declared default is JSON and validates, alone and all together |
+//! | `defaults` | every declared default validates, alone and all together |
 //! | `unknown_key` | an undeclared key is rejected with a message naming it |
-//! | `wrong_type` | a value of the wrong type for each parameter is rejected, naming the key |
+//! | `wrong_type` | a value of the wrong type, and one just outside each declared limit, is rejected naming the key |
+//! | `examples` | every declared example gives its expected output |
 //! | `shape` | values on generated steps have the declared shape (`Dyn` axes free) |
 //! | `determinism` | a repeated call on the same step gives a bit-identical result |
 //! | `threads` | four threads sharing one instance at once get exactly the sequential results |
-//! | `edge_inputs` | no panic (errors are fine) on empty, one-point, NaN, ±inf, constant and long steps |
+//! | `edge_inputs` | no panic (failures are fine) on empty, one-point, NaN, ±inf, constant and long steps, and without recorded settings |
 //! | `timing` | reports time per step; fails only above [`CheckOptions::max_step_time`] |
 //!
 //! Checks that need an instance are skipped when the extractor cannot be created with
@@ -30,18 +32,28 @@
 //!
 //! # Generated inputs
 //!
-//! - `transfer`: channels `Vg`, `Id` from [`transfer_sweep`], an N-type sigmoid swept
-//!   −0.6 → 0.6 → −0.6 V, at 41, 121, 241 and 481 points.
-//! - `transient`: channels `continuous_time`, `drain_current` from [`pulse_train`], a
-//!   0.25 s square-wave pulse train sampled at 1 kHz, 2, 5 and 12 cycles, with the
-//!   context's sampling set to period 0.25 s and rate 1000 Hz.
+//! An extractor gets only the channels it declares, in its order, like from the host.
+//!
+//! - `transfer`: `vg`, `id` from [`transfer_sweep`], an N-type sigmoid swept
+//!   −0.6 → 0.6 → −0.6 V, at 41, 121, 241 and 481 points; the context records a drain
+//!   voltage of 0.1 V and the sweep's gate start, end and step.
+//! - `transient`: `t`, `i` from [`pulse_train`], a 0.25 s square-wave pulse train
+//!   sampled at 1 kHz, 2, 5 and 12 cycles; the context records period 0.25 s, rate
+//!   1000 Hz, 125 ms off at −0.3 V and 125 ms on at 0.6 V, and the number of cycles.
 //! - `features`: the ABI does not say how many inputs a feature extractor takes, so
-//!   it gets [`CheckOptions::feature_inputs`] scalar channels (shape `[]`) named
+//!   it gets [`CheckOptions::feature_inputs`] scalar inputs (shape `[]`) named
 //!   `input_0`, `input_1`, … in that order, over six steps.
 //!
-//! Across the FFI, the SDK turns a panic into the error `extractor panicked: …`;
-//! the kit counts such errors as panics, and also catches panics that unwind to it
-//! from an in-process [`Target`].
+//! A panic is a failure of kind [`FailureKind::Panic`] across the FFI; the kit also
+//! catches panics that unwind to it from an in-process [`Target`].
+//!
+//! # In a plugin's own tests
+//!
+//! An extractor is a plain function, so a test inside the crate can call it directly.
+//! To go through the registration as the host does (parameters as JSON, the declared
+//! channels, panic containment), [`create`] an [`Instance`] and [`run`](Instance::run)
+//! it on a [`Step`]: `create("mylab.subthreshold_swing", &json!({"window_points": 7}))?
+//! .run(&Step::transfer(&vg, &id))`.
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,14 +64,15 @@ use abi_stable::std_types::{RResult, RStr};
 use serde_json::{json, Value};
 
 use crate::abi::{
-    Channel, Dim, Extractor, ExtractorBox, ExtractorInfo, FeatureValue, InputKind, PluginInfo,
-    PluginRef, StepContext, StepInput,
+    Bound, Channel, Dim, Example, Expected, Extractor, ExtractorBox, ExtractorInfo, FailureKind,
+    FeatureValue, InputKind, ParamInfo, ParamKind, PluginInfo, PluginRef, Source, StepArray,
+    StepContext, StepFailure, StepInput, StepSettings,
 };
-use crate::sdk::panic_message;
+use crate::export::panic_message;
 
 /// What the kit checks: a plugin's descriptions and a way to create its extractors.
 pub trait Target {
-    /// Extractor descriptions (name, input kind, params with kind/default/doc, description, unit).
+    /// Extractor descriptions (name, input, channels, params, examples, description, unit).
     fn extractors(&self) -> Vec<ExtractorInfo>;
     fn plugin(&self) -> PluginInfo;
     /// Create with JSON params; Err = validation message.
@@ -69,7 +82,7 @@ pub trait Target {
 /// A created extractor, as the kit calls it.
 pub trait CheckedExtractor: Send + Sync {
     fn output_shape(&self) -> Vec<Dim>;
-    fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, String>;
+    fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, StepFailure>;
 }
 
 impl Target for PluginRef {
@@ -94,10 +107,8 @@ impl CheckedExtractor for ExtractorBox {
         Extractor::output_shape(self).into_vec()
     }
 
-    fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-        self.extract_step(input)
-            .into_result()
-            .map_err(|e| e.into_string())
+    fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, StepFailure> {
+        self.extract_step(input).into_result()
     }
 }
 
@@ -114,7 +125,7 @@ impl InProcess {
     fn module() -> PluginRef {
         // `root_module` leaks a new module on each call; one is enough.
         static MODULE: OnceLock<PluginRef> = OnceLock::new();
-        *MODULE.get_or_init(crate::sdk::export::root_module)
+        *MODULE.get_or_init(crate::export::root_module)
     }
 }
 
@@ -134,6 +145,128 @@ impl Target for InProcess {
 
     fn create(&self, name: &str, params_json: &str) -> Result<Box<dyn CheckedExtractor>, String> {
         Target::create(&Self::module(), name, params_json)
+    }
+}
+
+/// An extractor of the current binary, created through its registration.
+pub struct Instance {
+    info: ExtractorInfo,
+    extractor: Box<dyn CheckedExtractor>,
+}
+
+/// Creates the registered extractor `name` with `params` (a JSON object), validating
+/// them exactly as the host does; the error is the validation message.
+pub fn create(name: &str, params: &Value) -> Result<Instance, String> {
+    let info = InProcess
+        .extractors()
+        .into_iter()
+        .find(|e| e.name.as_str() == name)
+        .ok_or_else(|| format!("no extractor '{name}' is registered in this binary"))?;
+    let extractor = InProcess.create(name, &params.to_string())?;
+    Ok(Instance { info, extractor })
+}
+
+impl Instance {
+    /// The per-step shape it declares with these parameters.
+    pub fn shape(&self) -> Vec<Dim> {
+        self.extractor.output_shape()
+    }
+
+    /// Runs it on `step`, handing over the channels it declares as the host would.
+    pub fn run(&self, step: &Step) -> Result<FeatureValue, StepFailure> {
+        step.with_input(&self.info.channels, |input| self.extractor.extract(input))
+    }
+}
+
+/// One step as an extractor receives it: measured channels (or feature inputs) and what
+/// the file records about the step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    label: String,
+    measured: Vec<(Channel, Vec<f64>)>,
+    /// `(name, shape, data)` of each feature input.
+    features: Vec<(String, Vec<u64>, Vec<f64>)>,
+    settings: StepSettings,
+    /// The context's step index; generated steps count up from 0 like a file's.
+    index: u64,
+}
+
+impl Step {
+    /// A transfer sweep (no recorded settings).
+    pub fn transfer(vg: &[f64], id: &[f64]) -> Step {
+        Step::measured(
+            "transfer step",
+            vec![(Channel::Vg, vg.to_vec()), (Channel::Id, id.to_vec())],
+        )
+    }
+
+    /// A transient pulse train (no recorded settings).
+    pub fn transient(t: &[f64], i: &[f64]) -> Step {
+        Step::measured(
+            "transient step",
+            vec![(Channel::Time, t.to_vec()), (Channel::Current, i.to_vec())],
+        )
+    }
+
+    /// The same step with these recorded settings.
+    pub fn with_settings(self, settings: StepSettings) -> Step {
+        Step { settings, ..self }
+    }
+
+    /// The same step recording the sampling of a pulse train (period in s, rate in Hz).
+    pub fn with_sampling(mut self, period: f64, sample_rate: f64) -> Step {
+        let s = &mut self.settings;
+        s.period = Some(period).into();
+        s.sample_rate = Some(sample_rate).into();
+        s.time_step = Some(1.0 / sample_rate).into();
+        self
+    }
+
+    fn measured(label: &str, measured: Vec<(Channel, Vec<f64>)>) -> Step {
+        Step {
+            label: label.to_string(),
+            measured,
+            features: Vec::new(),
+            settings: StepSettings::default(),
+            index: 0,
+        }
+    }
+
+    fn labelled(self, label: String) -> Step {
+        Step { label, ..self }
+    }
+
+    /// Calls `f` with the step as an extractor declaring `channels` receives it (all
+    /// feature inputs when it declares none).
+    fn with_input<R>(&self, channels: &[Channel], f: impl FnOnce(&StepInput<'_>) -> R) -> R {
+        let shapes: Vec<[u64; 1]> = channels
+            .iter()
+            .map(|c| [self.samples(*c).len() as u64])
+            .collect();
+        let arrays: Vec<StepArray<'_>> = if channels.is_empty() {
+            self.features
+                .iter()
+                .map(|(n, s, d)| StepArray::new(n, s, d))
+                .collect()
+        } else {
+            channels
+                .iter()
+                .zip(&shapes)
+                .map(|(c, shape)| StepArray::new(c.field(), shape, self.samples(*c)))
+                .collect()
+        };
+        let mut context = StepContext::new("testkit", self.index);
+        context.settings = self.settings;
+        f(&StepInput::new(&arrays, context))
+    }
+
+    /// The samples of `channel`; empty when the step lacks it (a kind mismatch, which the
+    /// `input` check reports).
+    fn samples(&self, channel: Channel) -> &[f64] {
+        self.measured
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map_or(&[], |(_, d)| d.as_slice())
     }
 }
 
@@ -370,6 +503,12 @@ fn check_extractor(
     }
     report.push(name, "name", problems, "namespaced and unique".into());
 
+    let (problems, ok) = match input_problem(info) {
+        Some(p) => (vec![p], String::new()),
+        None => (Vec::new(), input_text(info)),
+    };
+    report.push(name, "input", problems, ok);
+
     let mut problems = Vec::new();
     if info.description.trim().is_empty() {
         problems.push("the description is empty".to_string());
@@ -384,8 +523,18 @@ fn check_extractor(
         "description and parameter docs present".into(),
     );
 
-    match param_checks(target, info, report) {
-        Some(extractor) => run_checks(name, info.input, &*extractor, opts, report),
+    let instance = param_checks(target, info, report);
+    report.push(
+        name,
+        "examples",
+        example_problems(target, info),
+        match info.examples.len() {
+            0 => "none declared".to_string(),
+            n => format!("{n} gave the expected output"),
+        },
+    );
+    match instance {
+        Some(extractor) => run_checks(name, info, &*extractor, opts, report),
         None => {
             for check in ["shape", "determinism", "threads", "edge_inputs", "timing"] {
                 report.items.push(Item {
@@ -396,6 +545,42 @@ fn check_extractor(
                 });
             }
         }
+    }
+}
+
+/// Why the declared input is inconsistent, if it is.
+fn input_problem(info: &ExtractorInfo) -> Option<String> {
+    match info.input {
+        InputKind::Source(source) => {
+            if info.channels.is_empty() {
+                return Some(format!("reads {} but declares no channel", source.name()));
+            }
+            let foreign: Vec<&str> = info
+                .channels
+                .iter()
+                .filter(|c| c.source() != source)
+                .map(|c| c.field())
+                .collect();
+            (!foreign.is_empty()).then(|| {
+                format!(
+                    "reads {} but declares channels of another source: {}",
+                    source.name(),
+                    foreign.join(", ")
+                )
+            })
+        }
+        InputKind::Features => (!info.channels.is_empty())
+            .then(|| "reads features but declares measured channels".to_string()),
+    }
+}
+
+/// `transfer (vg, id)`, `features`.
+fn input_text(info: &ExtractorInfo) -> String {
+    let channels: Vec<&str> = info.channels.iter().map(|c| c.field()).collect();
+    if channels.is_empty() {
+        info.input.as_str().to_string()
+    } else {
+        format!("{} ({})", info.input.as_str(), channels.join(", "))
     }
 }
 
@@ -447,49 +632,146 @@ fn param_checks(
     report.push(name, "unknown_key", problems, format!("'{key}' rejected"));
 
     let mut problems = Vec::new();
-    let mut untried = Vec::new();
+    let mut limits = 0;
     for p in &info.params {
         let pname = p.name.as_str();
-        let Some(wrong) = wrong_value(&p.kind) else {
-            untried.push(pname);
-            continue;
-        };
-        match create(&json!({ pname: wrong }).to_string()) {
-            Ok(_) => problems.push(format!("accepted {pname} = {wrong} for kind '{}'", p.kind)),
-            Err(e) if !names_key(&e, pname) => problems.push(format!(
-                "rejected {pname} = {wrong} without naming '{pname}': {e}"
-            )),
-            Err(_) => {}
+        let outside = outside_limits(p);
+        limits += outside.len();
+        for (wrong, why) in std::iter::once((wrong_value(&p.kind), "for kind"))
+            .chain(outside.into_iter().map(|v| (v, "outside the limits of")))
+        {
+            match create(&json!({ pname: wrong }).to_string()) {
+                Ok(_) => problems.push(format!(
+                    "accepted {pname} = {wrong} {why} '{}'",
+                    p.accepts()
+                )),
+                Err(e) if !names_key(&e, pname) => problems.push(format!(
+                    "rejected {pname} = {wrong} without naming '{pname}': {e}"
+                )),
+                Err(_) => {}
+            }
         }
     }
-    let mut ok = if info.params.is_empty() {
-        "no parameters".to_string()
-    } else {
-        format!(
+    let ok = match (info.params.is_empty(), limits) {
+        (true, _) => "no parameters".to_string(),
+        (false, 0) => format!(
             "wrong-typed values rejected, naming the key: {}",
             param_names(info)
-        )
+        ),
+        (false, n) => format!(
+            "wrong-typed values and {n} out-of-range values rejected, naming the key: {}",
+            param_names(info)
+        ),
     };
-    if !untried.is_empty() {
-        ok.push_str(&format!(
-            "; not tried (unknown kind): {}",
-            untried.join(", ")
-        ));
-    }
     report.push(name, "wrong_type", problems, ok);
     instance.ok()
 }
 
+/// Runs every declared example through `target`.
+fn example_problems(target: &dyn Target, info: &ExtractorInfo) -> Vec<String> {
+    let mut problems = Vec::new();
+    for ex in &info.examples {
+        let what = format!("example '{}'", ex.description);
+        let created = guard("create", || target.create(&info.name, &ex.params_json));
+        let extractor = match created {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(format!(
+                    "{what}: parameters {} rejected: {e}",
+                    ex.params_json
+                ));
+                continue;
+            }
+        };
+        if ex.arrays.len() != info.channels.len() {
+            problems.push(format!(
+                "{what}: gives {} arrays for {} channels",
+                ex.arrays.len(),
+                info.channels.len()
+            ));
+            continue;
+        }
+        let step = example_step(info, ex);
+        let got = call(&*extractor, &step, &info.channels);
+        if let Some(p) = example_mismatch(&ex.expected, &got) {
+            problems.push(format!("{what}: {p}"));
+        }
+    }
+    problems
+}
+
+fn example_step(info: &ExtractorInfo, ex: &Example) -> Step {
+    let measured = info
+        .channels
+        .iter()
+        .zip(&ex.arrays)
+        .map(|(c, a)| (*c, a.to_vec()))
+        .collect();
+    Step::measured(&ex.description, measured).with_settings(ex.settings)
+}
+
+/// How `got` departs from what the example expects, if it does.
+fn example_mismatch(expected: &Expected, got: &Call) -> Option<String> {
+    match (expected, got) {
+        (Expected::Value { value, tolerance }, Call::Value(v)) => {
+            let close = |a: f64, b: f64| {
+                a.to_bits() == b.to_bits()
+                    || (a.is_nan() && b.is_nan())
+                    || (a - b).abs() <= tolerance * b.abs().max(a.abs())
+            };
+            let same = v.shape == value.shape
+                && v.data.len() == value.data.len()
+                && v.data
+                    .iter()
+                    .zip(value.data.iter())
+                    .all(|(a, b)| close(*a, *b));
+            (!same).then(|| {
+                format!(
+                    "expected {} (relative tolerance {tolerance:e}), got {}",
+                    value_text(value),
+                    value_text(v)
+                )
+            })
+        }
+        (Expected::Failure(kind), Call::Failure(f)) if f.kind == *kind => None,
+        (Expected::Failure(kind), got) => Some(format!(
+            "expected a failure of kind {}, got {}",
+            kind.as_str(),
+            got.describe()
+        )),
+        (Expected::Value { value, .. }, got) => Some(format!(
+            "expected {}, got {}",
+            value_text(value),
+            got.describe()
+        )),
+    }
+}
+
+/// `1e6`, `[1, 2]`, `shape [3, 2]: [..]`.
+pub(crate) fn value_text(v: &FeatureValue) -> String {
+    let values: Vec<String> = v.data.iter().take(6).map(|x| format!("{x:?}")).collect();
+    let more = if v.data.len() > 6 { ", …" } else { "" };
+    match v.shape.as_slice() {
+        [] => values.first().cloned().unwrap_or_default(),
+        [_] => format!("[{}{more}]", values.join(", ")),
+        shape => format!("shape {shape:?}: [{}{more}]", values.join(", ")),
+    }
+}
+
 fn run_checks(
     name: &str,
-    kind: InputKind,
+    info: &ExtractorInfo,
     extractor: &dyn CheckedExtractor,
     opts: &CheckOptions,
     report: &mut Report,
 ) {
+    let channels = &info.channels;
     let declared = guard("output_shape", || Ok(extractor.output_shape()));
-    let steps = generated_steps(kind, opts.feature_inputs);
-    let first: Vec<(Call, Duration)> = steps.iter().map(|s| timed_call(extractor, s)).collect();
+    let steps = generated_steps(info.input, opts.feature_inputs);
+    let first: Vec<(Call, Duration)> = steps
+        .iter()
+        .map(|s| timed_call(extractor, s, channels))
+        .collect();
     let reference: Vec<&Call> = first.iter().map(|(c, _)| c).collect();
 
     let (problems, ok) = shape_findings(&declared, &steps, &reference);
@@ -499,7 +781,7 @@ fn run_checks(
         .iter()
         .zip(&reference)
         .filter_map(|(step, a)| {
-            let (x, y) = a.difference(&call(extractor, step))?;
+            let (x, y) = a.difference(&call(extractor, step, channels))?;
             Some(format!(
                 "{}: first call gave {x}, second gave {y}",
                 step.label
@@ -516,23 +798,23 @@ fn run_checks(
     report.push(
         name,
         "threads",
-        thread_problems(extractor, &steps, &reference),
+        thread_problems(extractor, &steps, &reference, channels),
         format!("{THREADS} threads × {ROUNDS} rounds matched the sequential results"),
     );
 
-    let edges = edge_steps(kind, opts.feature_inputs);
-    let long = long_step(kind, opts);
-    let (long_result, long_time) = timed_call(extractor, &long);
+    let edges = edge_steps(info.input, opts.feature_inputs);
+    let long = long_step(info.input, opts);
+    let (long_result, long_time) = timed_call(extractor, &long, channels);
     let mut problems = ByCause::default();
-    let mut errors = 0;
+    let mut failures = 0;
     let results = edges
         .iter()
-        .map(|s| (s, call(extractor, s)))
+        .map(|s| (s, call(extractor, s, channels)))
         .chain([(&long, long_result)]);
     for (step, result) in results {
         match (&result, &declared) {
             (Call::Panic(m), _) => problems.add(format!("panicked: {m}"), &step.label),
-            (Call::Error(_), _) => errors += 1,
+            (Call::Failure(_), _) => failures += 1,
             (Call::Value(v), Ok(declared)) => {
                 if let Some(p) = shape_problem(declared, v) {
                     problems.add(p, &step.label);
@@ -546,7 +828,7 @@ fn run_checks(
         "edge_inputs",
         problems.into_problems(),
         format!(
-            "no panic on {} edge inputs ({errors} returned an error)",
+            "no panic on {} edge inputs ({failures} returned a failure)",
             edges.len() + 1
         ),
     );
@@ -590,11 +872,11 @@ fn shape_findings(
         Err(e) => return (vec![e.clone()], String::new()),
     };
     let mut problems = ByCause::default();
-    let mut errors = ByCause::default();
-    let mut error_count = 0;
-    // "no fit: …" is a result ("this step has none"), not a failure: a decay time of a
-    // pulse train. Only other errors on every step fail the check.
-    let mut no_fit_count = 0;
+    let mut failures = ByCause::default();
+    let mut failure_count = 0;
+    // "No result" (a fit that found nothing) is an answer ("this step has none"), not a
+    // fault: a decay time of a pulse train. Only other failures on every step fail the check.
+    let mut no_result_count = 0;
     for (step, result) in steps.iter().zip(results) {
         match result {
             Call::Value(v) => {
@@ -602,26 +884,26 @@ fn shape_findings(
                     problems.add(p, &step.label);
                 }
             }
-            Call::Error(e) => {
-                error_count += 1;
-                no_fit_count += usize::from(e.starts_with("no fit: "));
-                errors.add(e.clone(), &step.label);
+            Call::Failure(f) => {
+                failure_count += 1;
+                no_result_count += usize::from(f.kind == FailureKind::NoResult);
+                failures.add(f.message.to_string(), &step.label);
             }
             Call::Panic(m) => problems.add(format!("panicked: {m}"), &step.label),
         }
     }
     let mut problems = problems.into_problems();
-    let errors = errors.into_problems().join("; ");
-    if error_count == steps.len() && no_fit_count < error_count {
-        problems.push(format!("an error on every generated step: {errors}"));
+    let failures = failures.into_problems().join("; ");
+    if failure_count == steps.len() && no_result_count < failure_count {
+        problems.push(format!("a failure on every generated step: {failures}"));
     }
     let shape = shape_text(declared);
-    let ok = if error_count == 0 {
+    let ok = if failure_count == 0 {
         format!("{shape} on {} generated steps", steps.len())
     } else {
         format!(
-            "{shape} on {} of {} generated steps; errors: {errors}",
-            steps.len() - error_count,
+            "{shape} on {} of {} generated steps; failures: {failures}",
+            steps.len() - failure_count,
             steps.len()
         )
     };
@@ -657,6 +939,7 @@ fn thread_problems(
     extractor: &dyn CheckedExtractor,
     steps: &[Step],
     reference: &[&Call],
+    channels: &[Channel],
 ) -> Vec<String> {
     let barrier = Barrier::new(THREADS);
     let results: Vec<Vec<Call>> = std::thread::scope(|scope| {
@@ -665,7 +948,7 @@ fn thread_problems(
                 scope.spawn(|| {
                     barrier.wait();
                     (0..ROUNDS)
-                        .flat_map(|_| steps.iter().map(|s| call(extractor, s)))
+                        .flat_map(|_| steps.iter().map(|s| call(extractor, s, channels)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -702,13 +985,14 @@ fn thread_problems(
 #[derive(Debug)]
 enum Call {
     Value(FeatureValue),
-    Error(String),
+    /// A failure other than a panic.
+    Failure(StepFailure),
     Panic(String),
 }
 
 impl Call {
     /// Where `self` and `other` differ (each side's part), or `None` when they are
-    /// bit-identical values or the same error.
+    /// bit-identical values or the same failure.
     fn difference(&self, other: &Call) -> Option<(String, String)> {
         match (self, other) {
             (Call::Value(a), Call::Value(b)) if a.shape != b.shape => Some((
@@ -735,31 +1019,30 @@ impl Call {
                 let more = if v.data.len() > 4 { ", …" } else { "" };
                 format!("[{}{more}]", head.join(", "))
             }
-            Call::Error(e) => format!("error '{e}'"),
+            Call::Failure(f) => format!("{} '{}'", f.kind.as_str(), f.message),
             Call::Panic(m) => format!("panic '{m}'"),
         }
     }
 }
 
-/// The error text the SDK's FFI guard gives a panic inside `extract_step`.
-const PANIC_PREFIX: &str = "extractor panicked: ";
-
-fn call(extractor: &dyn CheckedExtractor, step: &Step) -> Call {
-    step.with_input(
-        |input| match catch_unwind(AssertUnwindSafe(|| extractor.extract(input))) {
+fn call(extractor: &dyn CheckedExtractor, step: &Step, channels: &[Channel]) -> Call {
+    step.with_input(channels, |input| {
+        match catch_unwind(AssertUnwindSafe(|| extractor.extract(input))) {
             Ok(Ok(v)) => Call::Value(v),
-            Ok(Err(e)) => match e.strip_prefix(PANIC_PREFIX) {
-                Some(m) => Call::Panic(m.to_string()),
-                None => Call::Error(e),
-            },
+            Ok(Err(f)) if f.kind == FailureKind::Panic => Call::Panic(f.message.into_string()),
+            Ok(Err(f)) => Call::Failure(f),
             Err(payload) => Call::Panic(panic_message(&*payload)),
-        },
-    )
+        }
+    })
 }
 
-fn timed_call(extractor: &dyn CheckedExtractor, step: &Step) -> (Call, Duration) {
+fn timed_call(
+    extractor: &dyn CheckedExtractor,
+    step: &Step,
+    channels: &[Channel],
+) -> (Call, Duration) {
     let start = Instant::now();
-    let result = call(extractor, step);
+    let result = call(extractor, step, channels);
     (result, start.elapsed())
 }
 
@@ -785,6 +1068,9 @@ fn metadata_problems(p: &PluginInfo) -> Vec<String> {
         } else if !looks_like_semver(v) {
             problems.push(format!("{what} '{v}' is not MAJOR.MINOR.PATCH"));
         }
+    }
+    if looks_like_semver(&p.api_version) {
+        problems.extend(crate::check_api_version(&p.api_version).err());
     }
     problems
 }
@@ -830,18 +1116,44 @@ fn name_problem(name: &str) -> Option<String> {
     }
 }
 
-/// A value of the wrong type for a parameter kind, as the SDK's `ParamKind` prints it.
-fn wrong_value(kind: &str) -> Option<Value> {
-    Some(match kind {
-        "bool" => json!("yes"),
-        "non-negative integer" => json!(-1),
-        "number" => json!("1.5"),
-        "string" => json!(1),
-        "[number, number]" => json!([1.0]),
-        "number or [min, max]" => json!("wide"),
-        k if k.starts_with("one of: ") => json!("testkit-not-an-option"),
-        _ => return None,
-    })
+/// A value of the wrong type for a parameter kind.
+fn wrong_value(kind: &ParamKind) -> Value {
+    match kind {
+        ParamKind::Bool => json!("yes"),
+        ParamKind::Count => json!(-1),
+        ParamKind::Float => json!("1.5"),
+        ParamKind::Text => json!(1),
+        ParamKind::Choice(_) => json!("testkit-not-an-option"),
+        ParamKind::FloatPair => json!([1.0]),
+        ParamKind::FloatOrRange => json!("wide"),
+    }
+}
+
+/// Values just outside the parameter's declared limits.
+fn outside_limits(p: &ParamInfo) -> Vec<Value> {
+    let integer = p.kind == ParamKind::Count;
+    let step = |b: Bound, below: bool| -> Option<f64> {
+        let v = b.value;
+        let out = match (integer, b.inclusive, below) {
+            (true, true, true) => v - 1.0,
+            (true, true, false) => v + 1.0,
+            (true, false, _) => v,
+            (false, true, true) => v - v.abs().max(1.0) * 1e-6,
+            (false, true, false) => v + v.abs().max(1.0) * 1e-6,
+            (false, false, _) => v,
+        };
+        // A count below 0 is a type error already, not a limit test.
+        (!(integer && out < 0.0)).then_some(out)
+    };
+    let mut out = Vec::new();
+    for (bound, below) in [(p.min.into_option(), true), (p.max.into_option(), false)] {
+        if let Some(b) = bound {
+            if let Some(v) = step(b, below) {
+                out.push(if integer { json!(v as u64) } else { json!(v) });
+            }
+        }
+    }
+    out
 }
 
 /// Whether a validation message names `key` in quotes.
@@ -889,68 +1201,56 @@ fn shape_problem(declared: &[Dim], value: &FeatureValue) -> Option<String> {
     })
 }
 
-/// An owned step: named channels with their shapes, and the sampling context.
-struct Step {
-    label: String,
-    channels: Vec<(String, Vec<u64>, Vec<f64>)>,
-    sampling: Option<(f64, f64)>,
-    /// The context's step index; generated steps count up from 0 like a file's.
-    index: u64,
-}
-
-impl Step {
-    /// A step of two measured 1-D channels.
-    fn measured(label: String, names: [&str; 2], data: (Vec<f64>, Vec<f64>)) -> Step {
-        let channels = [(names[0], data.0), (names[1], data.1)]
-            .into_iter()
-            .map(|(n, d)| (n.to_string(), vec![d.len() as u64], d))
-            .collect();
-        Step {
-            label,
-            channels,
-            sampling: None,
-            index: 0,
-        }
-    }
-
-    fn with_sampling(self) -> Step {
-        Step {
-            sampling: Some((PERIOD_S, RATE_HZ)),
-            ..self
-        }
-    }
-
-    fn with_input<R>(&self, f: impl FnOnce(&StepInput<'_>) -> R) -> R {
-        let channels: Vec<Channel<'_>> = self
-            .channels
-            .iter()
-            .map(|(n, s, d)| Channel::new(n, s, d))
-            .collect();
-        let context = StepContext::new("testkit", self.index)
-            .with_sampling(self.sampling.map(|s| s.0), self.sampling.map(|s| s.1));
-        f(&StepInput::new(&channels, context))
-    }
-}
-
-const TRANSFER: [&str; 2] = ["Vg", "Id"];
-const TRANSIENT: [&str; 2] = ["continuous_time", "drain_current"];
 const PERIOD_S: f64 = 0.25;
 const RATE_HZ: f64 = 1000.0;
 const SAMPLES_PER_CYCLE: usize = 250;
 
-/// The realistic steps of `kind`, indexed 0, 1, … in order.
-fn generated_steps(kind: InputKind, feature_inputs: usize) -> Vec<Step> {
-    let steps: Vec<Step> = match kind {
-        InputKind::Transfer => [41, 121, 241, 481]
+/// A generated transfer step of `points` samples, with the settings its sweep implies.
+fn sweep_step(label: String, points: usize) -> Step {
+    let (vg, id) = transfer_sweep(points);
+    let mut settings = StepSettings {
+        drain_voltage: Some(0.1).into(),
+        gate_start: Some(-0.6).into(),
+        gate_end: Some(0.6).into(),
+        sweep_back: Some(true).into(),
+        ..StepSettings::default()
+    };
+    if points > 2 {
+        settings.gate_step = Some(2.4 / (points - 1) as f64).into();
+    }
+    Step::transfer(&vg, &id)
+        .labelled(label)
+        .with_settings(settings)
+}
+
+/// A generated transient step, with the settings its pulse train implies.
+fn pulse_step(label: String, (t, i): (Vec<f64>, Vec<f64>), cycles: usize) -> Step {
+    let half = PERIOD_S / 2.0;
+    let settings = StepSettings {
+        drain_voltage: Some(0.1).into(),
+        gate_bottom: Some(-0.3).into(),
+        gate_top: Some(0.6).into(),
+        bottom_time: Some(half).into(),
+        top_time: Some(half).into(),
+        cycles: Some(cycles as u64).into(),
+        ..StepSettings::default()
+    };
+    Step::transient(&t, &i)
+        .labelled(label)
+        .with_settings(settings)
+        .with_sampling(PERIOD_S, RATE_HZ)
+}
+
+/// The realistic steps of `input`, indexed 0, 1, … in order.
+fn generated_steps(input: InputKind, feature_inputs: usize) -> Vec<Step> {
+    let steps: Vec<Step> = match input {
+        InputKind::Source(Source::Transfer) => [41, 121, 241, 481]
             .into_iter()
-            .map(|n| Step::measured(format!("sweep of {n} points"), TRANSFER, transfer_sweep(n)))
+            .map(|n| sweep_step(format!("sweep of {n} points"), n))
             .collect(),
-        InputKind::Transient => [2, 5, 12]
+        InputKind::Source(Source::Transient) => [2, 5, 12]
             .into_iter()
-            .map(|c| {
-                let label = format!("pulse train of {c} cycles");
-                Step::measured(label, TRANSIENT, pulse_train(c)).with_sampling()
-            })
+            .map(|c| pulse_step(format!("pulse train of {c} cycles"), pulse_train(c), c))
             .collect(),
         InputKind::Features => (0..6)
             .map(|k| {
@@ -968,90 +1268,96 @@ fn generated_steps(kind: InputKind, feature_inputs: usize) -> Vec<Step> {
         .collect()
 }
 
-/// `input_<i>` channels of the given shape, one per value, each filled with its value.
+/// `input_<i>` inputs of the given shape, one per value, each filled with its value.
 fn features_step(label: String, values: &[f64], shape: &[u64]) -> Step {
     let len = shape.iter().product::<u64>() as usize;
     Step {
-        label,
-        channels: values
+        features: values
             .iter()
             .enumerate()
             .map(|(i, &v)| (format!("input_{i}"), shape.to_vec(), vec![v; len]))
             .collect(),
-        sampling: None,
-        index: 0,
+        ..Step::measured(&label, Vec::new())
     }
 }
 
-/// Inputs that break naive code: empty, one point, non-finite values, flat data.
-fn edge_steps(kind: InputKind, feature_inputs: usize) -> Vec<Step> {
-    if kind == InputKind::Features {
-        let n = feature_inputs;
-        return vec![
-            features_step("no inputs".into(), &[], &[]),
-            features_step("empty inputs".into(), &vec![1.0; n], &[0]),
-            features_step("NaN inputs".into(), &vec![f64::NAN; n], &[]),
-            features_step("+inf inputs".into(), &vec![f64::INFINITY; n], &[]),
-            features_step("-inf inputs".into(), &vec![f64::NEG_INFINITY; n], &[]),
-            features_step("zero inputs".into(), &vec![0.0; n], &[]),
-        ];
-    }
-    let (names, base) = match kind {
-        InputKind::Transfer => (TRANSFER, transfer_sweep(121)),
-        _ => (TRANSIENT, pulse_train(2)),
+/// Inputs that break naive code: empty, one point, non-finite values, flat data, and a
+/// step whose file records no settings.
+fn edge_steps(input: InputKind, feature_inputs: usize) -> Vec<Step> {
+    let source = match input {
+        InputKind::Source(s) => s,
+        InputKind::Features => {
+            let n = feature_inputs;
+            return vec![
+                features_step("no inputs".into(), &[], &[]),
+                features_step("empty inputs".into(), &vec![1.0; n], &[0]),
+                features_step("NaN inputs".into(), &vec![f64::NAN; n], &[]),
+                features_step("+inf inputs".into(), &vec![f64::INFINITY; n], &[]),
+                features_step("-inf inputs".into(), &vec![f64::NEG_INFINITY; n], &[]),
+                features_step("zero inputs".into(), &vec![0.0; n], &[]),
+            ];
+        }
     };
-    let n = base.0.len();
-    let with = |edit: &dyn Fn(&mut Vec<f64>, &mut Vec<f64>)| {
-        let (mut x, mut y) = base.clone();
-        edit(&mut x, &mut y);
-        (x, y)
+    let base = match source {
+        Source::Transfer => sweep_step(String::new(), 121),
+        Source::Transient => pulse_step(String::new(), pulse_train(2), 2),
     };
-    let cases = vec![
-        ("empty", (Vec::new(), Vec::new())),
-        ("one point", (vec![base.0[0]], vec![base.1[0]])),
-        ("all NaN", (vec![f64::NAN; n], vec![f64::NAN; n])),
-        (
-            "NaN inside",
-            with(&|x, y| {
-                x[n / 3] = f64::NAN;
-                y[10] = f64::NAN;
-            }),
-        ),
-        ("+inf inside", with(&|_, y| y[20] = f64::INFINITY)),
-        ("-inf inside", with(&|_, y| y[20] = f64::NEG_INFINITY)),
-        ("constant", (vec![base.0[0]; n], vec![1e-6; n])),
-        ("zero current", with(&|_, y| y.fill(0.0))),
-    ];
-    let mut steps: Vec<Step> = cases
-        .into_iter()
-        .map(|(label, data)| {
-            let step = Step::measured(label.to_string(), names, data);
-            if kind == InputKind::Transient {
-                step.with_sampling()
-            } else {
-                step
+    let edit = |label: &str, f: &dyn Fn(usize, &mut Vec<f64>)| {
+        let mut step = base.clone().labelled(label.to_string());
+        for (k, (_, data)) in step.measured.iter_mut().enumerate() {
+            f(k, data);
+        }
+        step
+    };
+    let n = base.measured[0].1.len();
+    let mut steps = vec![
+        edit("empty", &|_, d| d.clear()),
+        edit("one point", &|_, d| d.truncate(1)),
+        edit("all NaN", &|_, d| d.fill(f64::NAN)),
+        edit("NaN inside", &|k, d| {
+            d[if k == 0 { n / 3 } else { 10 }] = f64::NAN
+        }),
+        edit("+inf inside", &|k, d| {
+            if k == 1 {
+                d[20] = f64::INFINITY
             }
-        })
-        .collect();
-    if kind == InputKind::Transient {
-        // The host passes no sampling parameters when neither the file nor the
-        // workflow records them.
-        steps.push(Step::measured("no sampling parameters".into(), names, base));
-    }
+        }),
+        edit("-inf inside", &|k, d| {
+            if k == 1 {
+                d[20] = f64::NEG_INFINITY
+            }
+        }),
+        edit("constant", &|k, d| {
+            let v = if k == 0 { d[0] } else { 1e-6 };
+            d.fill(v)
+        }),
+        edit("zero current", &|k, d| {
+            if k == 1 {
+                d.fill(0.0)
+            }
+        }),
+    ];
+    // The host passes no settings when neither the file nor its workflow records them.
+    steps.push(
+        base.clone()
+            .labelled("no recorded settings".into())
+            .with_settings(StepSettings::default()),
+    );
     steps
 }
 
 /// A step far longer than real ones, to catch quadratic or stack-hungry code.
-fn long_step(kind: InputKind, opts: &CheckOptions) -> Step {
+fn long_step(input: InputKind, opts: &CheckOptions) -> Step {
     let n = opts.long_step_len;
     let label = format!("long step of {n} points");
-    match kind {
-        InputKind::Transfer => Step::measured(label, TRANSFER, transfer_sweep(n)),
-        InputKind::Transient => {
-            let (mut t, mut i) = pulse_train(n.div_ceil(SAMPLES_PER_CYCLE));
+    match input {
+        InputKind::Source(Source::Transfer) => sweep_step(label, n),
+        InputKind::Source(Source::Transient) => {
+            let cycles = n.div_ceil(SAMPLES_PER_CYCLE);
+            let (mut t, mut i) = pulse_train(cycles);
             t.truncate(n);
             i.truncate(n);
-            Step::measured(label, TRANSIENT, (t, i)).with_sampling()
+            pulse_step(label, (t, i), cycles)
         }
         InputKind::Features => features_step(label, &vec![1.0; opts.feature_inputs], &[n as u64]),
     }
@@ -1126,218 +1432,136 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::{register_extractor, ExtractorSpec, ParamKind, ParamSpec, Params, StepExtractor};
+    use crate::{extractor, Choice, Context, Current, Features, NumberOrRange, Params, Transfer};
 
-    /// max |Id| over the finite samples, declaring `shape` (scalar when good).
-    struct MaxAbsId(Vec<Dim>);
-
-    impl StepExtractor for MaxAbsId {
-        fn output_shape(&self) -> Vec<Dim> {
-            self.0.clone()
-        }
-
-        fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-            let id = input.require("Id")?;
-            id.iter()
-                .filter(|v| v.is_finite())
-                .map(|v| v.abs())
-                .reduce(f64::max)
-                .map(FeatureValue::scalar)
-                .ok_or_else(|| "no finite Id".to_string())
-        }
+    #[derive(Choice, Clone, Copy, Default)]
+    enum Mode {
+        #[default]
+        A,
+        B,
     }
 
-    const DOC: &str = "a test parameter";
-    const EVERY_KIND: &[ParamSpec] = &[
-        ParamSpec {
-            name: "flag",
-            kind: ParamKind::Bool,
-            default: "false",
-            doc: DOC,
-        },
-        ParamSpec {
-            name: "n",
-            kind: ParamKind::Count,
-            default: "3",
-            doc: DOC,
-        },
-        ParamSpec {
-            name: "scale",
-            kind: ParamKind::Float,
-            default: "1.0",
-            doc: DOC,
-        },
-        ParamSpec {
-            name: "label",
-            kind: ParamKind::Str,
-            default: "\"x\"",
-            doc: DOC,
-        },
-        ParamSpec {
-            name: "mode",
-            kind: ParamKind::Choice(&["a", "b"]),
-            default: "\"a\"",
-            doc: DOC,
-        },
-        ParamSpec {
-            name: "window",
-            kind: ParamKind::FloatPair,
-            default: "[0, 1]",
-            doc: DOC,
-        },
-        ParamSpec {
-            name: "range",
-            kind: ParamKind::FloatOrRange,
-            default: "null",
-            doc: DOC,
-        },
-    ];
-
-    register_extractor!(ExtractorSpec {
-        name: "kit.good",
-        input: InputKind::Transfer,
-        description: "max |Id|",
-        unit: "A",
-        params: EVERY_KIND,
-        create: |_| Ok(Box::new(MaxAbsId(vec![]))),
-    });
-
-    register_extractor!(ExtractorSpec {
-        name: "kit.wrong_shape",
-        input: InputKind::Transfer,
-        description: "max |Id|, declared as a pair",
-        unit: "A",
-        params: &[],
-        create: |_| Ok(Box::new(MaxAbsId(vec![Dim::Fixed(2)]))),
-    });
-
-    /// One mean current per cycle, using the step's sampling parameters.
-    struct CycleMeans;
-
-    impl StepExtractor for CycleMeans {
-        fn output_shape(&self) -> Vec<Dim> {
-            vec![Dim::Dyn("n_cycles".into())]
-        }
-
-        fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-            let current = input.require("drain_current")?;
-            let (Some(period), Some(rate)) = (
-                input.context.period.into_option(),
-                input.context.sample_rate.into_option(),
-            ) else {
-                return Err("no sampling parameters".into());
-            };
-            let per_cycle = (period * rate).round();
-            if per_cycle.is_nan() || per_cycle < 1.0 {
-                return Err(format!("{per_cycle} samples per cycle"));
-            }
-            Ok(FeatureValue::vector(
-                current
-                    .chunks_exact(per_cycle as usize)
-                    .map(|c| c.iter().sum::<f64>() / c.len() as f64)
-                    .collect(),
-            ))
-        }
+    #[derive(Params)]
+    struct EveryKind {
+        /// a test parameter
+        #[param(default = false)]
+        flag: bool,
+        /// a test parameter
+        #[param(default = 3, min = 1)]
+        n: usize,
+        /// a test parameter
+        #[param(default = 1.0, positive)]
+        scale: f64,
+        /// a test parameter
+        #[param(default = "x".to_string())]
+        label: String,
+        /// a test parameter
+        #[param(default)]
+        mode: Mode,
+        /// a test parameter
+        #[param(default = (0.0, 1.0))]
+        window: (f64, f64),
+        /// a test parameter
+        range: Option<NumberOrRange>,
     }
 
-    register_extractor!(ExtractorSpec {
-        name: "kit.cycle_means",
-        input: InputKind::Transient,
-        description: "mean current of each cycle",
-        unit: "A",
-        params: &[],
-        create: |_| Ok(Box::new(CycleMeans)),
-    });
-
-    /// input_0 + input_1: relies on the documented channel names.
-    struct SumOfTwo;
-
-    impl StepExtractor for SumOfTwo {
-        fn output_shape(&self) -> Vec<Dim> {
-            vec![]
-        }
-
-        fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-            let (a, b) = (input.require("input_0")?, input.require("input_1")?);
-            match (a, b) {
-                ([a], [b]) => Ok(FeatureValue::scalar(a + b)),
-                _ => Err("inputs must be scalars".into()),
-            }
-        }
+    fn max_abs(id: &[f64]) -> Option<f64> {
+        id.iter()
+            .filter(|v| v.is_finite())
+            .map(|v| v.abs())
+            .reduce(f64::max)
     }
 
-    register_extractor!(ExtractorSpec {
-        name: "kit.sum",
-        input: InputKind::Features,
-        description: "sum of two features",
-        unit: "",
-        params: &[],
-        create: |_| Ok(Box::new(SumOfTwo)),
-    });
-
-    /// Step length, but panics when the current holds a NaN.
-    struct PanicsOnNan;
-
-    impl StepExtractor for PanicsOnNan {
-        fn output_shape(&self) -> Vec<Dim> {
-            vec![]
-        }
-
-        fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-            let current = input.require("drain_current")?;
-            assert!(!current.iter().any(|v| v.is_nan()), "NaN in drain_current");
-            Ok(FeatureValue::scalar(current.len() as f64))
-        }
+    /// max |Id|
+    #[extractor(name = "kit.good", unit = "A",
+        example("the largest magnitude", vg = [0.0, 0.1, 0.2], id = [1e-6, -3e-3, 2e-3], output = 3e-3),
+        example("no finite current", vg = [0.0], id = [f64::NAN], no_result))]
+    fn good(step: Transfer, _p: &EveryKind) -> Option<f64> {
+        max_abs(step.id)
     }
 
-    register_extractor!(ExtractorSpec {
-        name: "kit.nan_panic",
-        input: InputKind::Transient,
-        description: "length of the step",
-        unit: "",
-        params: &[],
-        create: |_| Ok(Box::new(PanicsOnNan)),
-    });
+    /// max |Id|, declared as a pair
+    #[extractor(name = "kit.wrong_shape", unit = "A", shape = [2])]
+    fn wrong_shape(step: Transfer) -> Result<FeatureValue, String> {
+        max_abs(step.id)
+            .map(FeatureValue::scalar)
+            .ok_or("no finite Id".into())
+    }
+
+    /// mean current of each cycle
+    #[extractor(name = "kit.cycle_means", unit = "A", shape = ["n_cycles"])]
+    fn cycle_means(step: Current, ctx: Context) -> Result<Vec<f64>, String> {
+        let (Some(period), Some(rate)) = (ctx.period, ctx.sample_rate) else {
+            return Err("no sampling parameters".into());
+        };
+        let per_cycle = (period * rate).round();
+        if per_cycle.is_nan() || per_cycle < 1.0 {
+            return Err(format!("{per_cycle} samples per cycle"));
+        }
+        Ok(step
+            .i
+            .chunks_exact(per_cycle as usize)
+            .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+            .collect())
+    }
+
+    /// sum of two features
+    #[extractor(name = "kit.sum", unit = "")]
+    fn sum(inputs: Features) -> Result<f64, String> {
+        Ok(inputs.scalar(0)? + inputs.scalar(1)?)
+    }
+
+    /// length of the step
+    #[extractor(name = "kit.nan_panic", unit = "")]
+    fn nan_panic(step: Current) -> f64 {
+        assert!(!step.i.iter().any(|v| v.is_nan()), "NaN in drain_current");
+        step.i.len() as f64
+    }
 
     static CALLS: AtomicU64 = AtomicU64::new(0);
 
-    /// Returns how often it has been called.
-    struct Counter;
-
-    impl StepExtractor for Counter {
-        fn output_shape(&self) -> Vec<Dim> {
-            vec![]
-        }
-
-        fn extract_step(&self, _: &StepInput<'_>) -> Result<FeatureValue, String> {
-            Ok(FeatureValue::scalar(
-                CALLS.fetch_add(1, Ordering::Relaxed) as f64
-            ))
-        }
+    /// number of calls so far
+    #[extractor(name = "kit.counter", unit = "")]
+    fn counter(_step: Transfer) -> f64 {
+        CALLS.fetch_add(1, Ordering::Relaxed) as f64
     }
 
-    register_extractor!(ExtractorSpec {
-        name: "kit.counter",
-        input: InputKind::Transfer,
-        description: "number of calls so far",
-        unit: "",
-        params: &[],
-        create: |_| Ok(Box::new(Counter)),
-    });
+    #[derive(Params)]
+    struct Level {
+        #[param(default = 0.5)]
+        level: f64,
+    }
 
-    register_extractor!(ExtractorSpec {
-        name: "Kit.bad-name",
-        input: InputKind::Transfer,
-        description: " ",
-        unit: "A",
-        params: &[ParamSpec {
-            name: "level",
-            kind: ParamKind::Float,
-            default: "0.5",
-            doc: ""
-        }],
-        create: |_| Ok(Box::new(MaxAbsId(vec![]))),
-    });
+    #[extractor(name = "Kit.bad-name", unit = "A")]
+    fn bad_name(step: Transfer, _p: &Level) -> Option<f64> {
+        max_abs(step.id)
+    }
+
+    #[derive(Params)]
+    struct Offset {
+        /// added to the result
+        #[param(default = 0.0)]
+        offset: f64,
+    }
+
+    /// max |Id| plus an offset, with examples that are wrong on purpose
+    #[extractor(name = "kit.bad_examples", unit = "A",
+        example("wrong value", vg = [0.0, 0.1], id = [1.0, 2.0], output = 3.0),
+        example("right value", vg = [0.0, 0.1], id = [1.0, 2.0], params(offset = 1.0), output = 3.0),
+        example("expects a failure", vg = [0.0], id = [1.0], no_result),
+        example("tolerated", vg = [0.0], id = [1.0], output = 1.001, tolerance = 0.01))]
+    fn bad_examples(step: Transfer, p: &Offset) -> Option<f64> {
+        Some(max_abs(step.id)? + p.offset)
+    }
+
+    /// drain voltage and gate range of a transfer step
+    #[extractor(name = "kit.settings", unit = "V",
+        example("a sweep at 0.1 V", vg = [0.0], id = [0.0],
+                context(drain_voltage = 0.1, gate_start = -0.6, gate_end = 0.6),
+                output = [0.1, -0.6, 0.6]))]
+    fn settings(_step: Transfer, ctx: Context) -> Option<[f64; 3]> {
+        Some([ctx.drain_voltage?, ctx.gate_start?, ctx.gate_end?])
+    }
 
     fn opts(only: &[&str]) -> CheckOptions {
         CheckOptions {
@@ -1350,7 +1574,7 @@ mod tests {
 
     /// How [`Fake`] departs from the in-process plugin.
     #[derive(Clone, Copy, PartialEq)]
-    enum Mode {
+    enum Fault {
         /// Only the metadata differs.
         Honest,
         /// Ignores the parameters it is given.
@@ -1361,44 +1585,49 @@ mod tests {
         Duplicate,
         /// Calls extractors directly, so their panics unwind into the kit.
         Unguarded,
+        /// Declares `kit.good` as reading transient current.
+        MixedInput,
     }
 
     struct Fake {
         info: PluginInfo,
-        mode: Mode,
+        fault: Fault,
     }
 
     impl Fake {
-        fn new(mode: Mode) -> Fake {
+        fn new(fault: Fault) -> Fake {
             Fake {
                 info: PluginInfo {
                     name: "fake".into(),
                     version: "1.2.3".into(),
                     api_version: crate::API_VERSION.into(),
                 },
-                mode,
+                fault,
             }
         }
     }
 
-    struct Unguarded(Box<dyn StepExtractor>);
+    /// Calls a [`Run`](crate::export::Run) without the SDK's panic guard.
+    struct Unguarded(Box<dyn crate::export::Run>);
 
     impl CheckedExtractor for Unguarded {
         fn output_shape(&self) -> Vec<Dim> {
-            self.0.output_shape()
+            self.0.shape()
         }
 
-        fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-            self.0.extract_step(input)
+        fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, StepFailure> {
+            self.0.call(input)
         }
     }
 
     impl Target for Fake {
         fn extractors(&self) -> Vec<ExtractorInfo> {
             let mut all = InProcess.extractors();
-            if self.mode == Mode::Duplicate {
-                let good = all.iter().find(|e| e.name.as_str() == "kit.good").cloned();
-                all.extend(good);
+            let good = all.iter().position(|e| e.name.as_str() == "kit.good");
+            match (self.fault, good) {
+                (Fault::Duplicate, Some(g)) => all.push(all[g].clone()),
+                (Fault::MixedInput, Some(g)) => all[g].channels.push(Channel::Current),
+                _ => {}
             }
             all
         }
@@ -1412,15 +1641,20 @@ mod tests {
             name: &str,
             params_json: &str,
         ) -> Result<Box<dyn CheckedExtractor>, String> {
-            match self.mode {
-                Mode::Honest | Mode::Duplicate => InProcess.create(name, params_json),
-                Mode::Lenient => InProcess.create(name, "{}"),
-                Mode::Vague if params_json != "{}" => Err("invalid parameters".into()),
-                Mode::Vague => InProcess.create(name, params_json),
-                Mode::Unguarded => {
-                    let spec = ExtractorSpec::find(name).ok_or("no such extractor")?;
+            match self.fault {
+                Fault::Honest | Fault::Duplicate | Fault::MixedInput => {
+                    InProcess.create(name, params_json)
+                }
+                Fault::Lenient => InProcess.create(name, "{}"),
+                Fault::Vague if params_json != "{}" => Err("invalid parameters".into()),
+                Fault::Vague => InProcess.create(name, params_json),
+                Fault::Unguarded => {
+                    let registration = inventory::iter::<crate::export::Registration>
+                        .into_iter()
+                        .find(|r| r.name == name)
+                        .ok_or("no such extractor")?;
                     let params = serde_json::from_str(params_json).map_err(|e| e.to_string())?;
-                    Ok(Box::new(Unguarded(spec.instantiate(&params)?)))
+                    Ok(Box::new(Unguarded((registration.create)(&params)?)))
                 }
             }
         }
@@ -1445,7 +1679,7 @@ mod tests {
 
     #[test]
     fn good_extractors_of_every_input_kind_pass_every_check() {
-        let subjects = ["kit.good", "kit.cycle_means", "kit.sum"];
+        let subjects = ["kit.good", "kit.cycle_means", "kit.sum", "kit.settings"];
         let report = check(&InProcess, &opts(&subjects));
         assert!(report.passed(), "{report}");
         assert_eq!(
@@ -1463,10 +1697,12 @@ mod tests {
                 checks,
                 [
                     "name",
+                    "input",
                     "docs",
                     "defaults",
                     "unknown_key",
                     "wrong_type",
+                    "examples",
                     "shape",
                     "determinism",
                     "threads",
@@ -1477,12 +1713,55 @@ mod tests {
         }
         assert_eq!(
             item(&report, "kit.good", "wrong_type").message,
-            "wrong-typed values rejected, naming the key: flag, n, scale, label, mode, window, range"
+            "wrong-typed values and 2 out-of-range values rejected, naming the key: flag, n, \
+             scale, label, mode, window, range"
+        );
+        assert_eq!(
+            item(&report, "kit.good", "input").message,
+            "transfer (vg, id)"
+        );
+        assert_eq!(
+            item(&report, "kit.cycle_means", "input").message,
+            "transient (i)"
+        );
+        assert_eq!(item(&report, "kit.sum", "input").message, "features");
+        assert_eq!(
+            item(&report, "kit.good", "examples").message,
+            "2 gave the expected output"
         );
         assert_eq!(
             item(&report, "kit.cycle_means", "shape").message,
             "[n_cycles] on 3 generated steps"
         );
+        // The generated transfer steps record their sweep, which kit.settings returns.
+        assert_eq!(
+            item(&report, "kit.settings", "shape").message,
+            "[3] on 4 generated steps"
+        );
+    }
+
+    #[test]
+    fn examples_are_run_and_mismatches_named() {
+        let report = check(&InProcess, &opts(&["kit.bad_examples"]));
+        let i = assert_fails(
+            &report,
+            "kit.bad_examples",
+            "examples",
+            "example 'wrong value': expected 3.0 (relative tolerance 1e-9), got 2.0",
+        );
+        assert!(
+            i.message.contains(
+                "example 'expects a failure': expected a failure of kind no_result, got [1.0]"
+            ),
+            "{}",
+            i.message
+        );
+        assert!(
+            !i.message.contains("right value") && !i.message.contains("tolerated"),
+            "{}",
+            i.message
+        );
+        assert_eq!(report.failures().count(), 1, "{report}");
     }
 
     #[test]
@@ -1503,7 +1782,7 @@ mod tests {
 
     #[test]
     fn a_panic_on_nan_fails_edge_inputs_through_the_sdk_guard_and_unguarded() {
-        for target in [&InProcess as &dyn Target, &Fake::new(Mode::Unguarded)] {
+        for target in [&InProcess as &dyn Target, &Fake::new(Fault::Unguarded)] {
             let report = check(target, &opts(&["kit.nan_panic"]));
             let i = assert_fails(
                 &report,
@@ -1548,8 +1827,19 @@ mod tests {
     }
 
     #[test]
+    fn an_input_of_mixed_sources_is_named() {
+        let report = check(&Fake::new(Fault::MixedInput), &opts(&["kit.good"]));
+        assert_fails(
+            &report,
+            "kit.good",
+            "input",
+            "reads transfer but declares channels of another source: i",
+        );
+    }
+
+    #[test]
     fn parameter_checks_fail_when_validation_is_missing_or_vague() {
-        let lenient = check(&Fake::new(Mode::Lenient), &opts(&["kit.good"]));
+        let lenient = check(&Fake::new(Fault::Lenient), &opts(&["kit.good"]));
         assert_fails(
             &lenient,
             "kit.good",
@@ -1562,9 +1852,21 @@ mod tests {
             "wrong_type",
             "accepted flag = \"yes\" for kind 'bool'",
         );
-        assert_eq!(i.message.matches("accepted").count(), 7, "{}", i.message);
+        assert!(
+            i.message
+                .contains("accepted n = 0 outside the limits of 'non-negative integer ≥ 1'"),
+            "{}",
+            i.message
+        );
+        assert!(
+            i.message
+                .contains("accepted scale = 0.0 outside the limits of 'number > 0'"),
+            "{}",
+            i.message
+        );
+        assert_eq!(i.message.matches("accepted").count(), 9, "{}", i.message);
 
-        let vague = check(&Fake::new(Mode::Vague), &opts(&["kit.good"]));
+        let vague = check(&Fake::new(Fault::Vague), &opts(&["kit.good"]));
         assert_fails(
             &vague,
             "kit.good",
@@ -1588,10 +1890,10 @@ mod tests {
 
     #[test]
     fn duplicates_metadata_and_missing_names_are_reported() {
-        let report = check(&Fake::new(Mode::Duplicate), &opts(&["kit.good"]));
+        let report = check(&Fake::new(Fault::Duplicate), &opts(&["kit.good"]));
         assert_fails(&report, "kit.good", "name", "'kit.good' is offered 2 times");
 
-        let mut fake = Fake::new(Mode::Honest);
+        let mut fake = Fake::new(Fault::Honest);
         fake.info.name = "".into();
         fake.info.version = "1.0".into();
         let report = check(&fake, &opts(&["kit.good", "kit.missing"]));
@@ -1607,6 +1909,16 @@ mod tests {
             "extractors",
             "no extractor named 'kit.missing'",
         );
+
+        let mut fake = Fake::new(Fault::Honest);
+        fake.info.api_version = "0.1.0".into();
+        let report = check(&fake, &opts(&["kit.good"]));
+        assert_fails(
+            &report,
+            "plugin",
+            "metadata",
+            "built against oect-plugin-api 0.1.0 but this host uses",
+        );
     }
 
     #[test]
@@ -1617,7 +1929,7 @@ mod tests {
                 InProcess.extractors()
             }
             fn plugin(&self) -> PluginInfo {
-                Fake::new(Mode::Honest).info
+                Fake::new(Fault::Honest).info
             }
             fn create(&self, _: &str, _: &str) -> Result<Box<dyn CheckedExtractor>, String> {
                 panic!("cannot build")
@@ -1657,7 +1969,7 @@ mod tests {
         );
         assert!(
             text.ends_with(&format!(
-                "{} checks: 20 passed, 2 failed, 0 skipped",
+                "{} checks: 24 passed, 2 failed, 0 skipped",
                 report.items.len()
             )),
             "{text}"
@@ -1685,28 +1997,52 @@ mod tests {
     }
 
     #[test]
+    fn instances_run_through_the_registration() {
+        let good = create("kit.good", &json!({"n": 2})).unwrap();
+        assert_eq!(good.shape(), vec![]);
+        let v = good
+            .run(&Step::transfer(&[0.0, 1.0], &[1e-3, -2e-3]))
+            .unwrap();
+        assert_eq!(v.data.as_slice(), &[2e-3]);
+        let e = good.run(&Step::transfer(&[0.0], &[f64::NAN])).unwrap_err();
+        assert_eq!(e.kind, FailureKind::NoResult);
+        let e = create("kit.good", &json!({"n": 0})).err().unwrap();
+        assert_eq!(e, "parameter 'n': must be ≥ 1, got 0");
+        assert!(create("kit.none", &json!({})).is_err());
+
+        let means = create("kit.cycle_means", &json!({})).unwrap();
+        let (t, i) = pulse_train(2);
+        let step = Step::transient(&t, &i);
+        let e = means.run(&step).unwrap_err();
+        assert_eq!(e.message.as_str(), "no sampling parameters");
+        let v = means.run(&step.with_sampling(PERIOD_S, RATE_HZ)).unwrap();
+        assert_eq!(v.shape.as_slice(), &[2]);
+
+        let panics = create("kit.nan_panic", &json!({})).unwrap();
+        let e = panics
+            .run(&Step::transient(&[0.0], &[f64::NAN]))
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (FailureKind::Panic, "NaN in drain_current")
+        );
+    }
+
+    #[test]
     fn every_param_kind_has_a_wrong_value_the_sdk_rejects() {
-        let kinds = [
-            ParamKind::Bool,
-            ParamKind::Count,
-            ParamKind::Float,
-            ParamKind::Str,
-            ParamKind::Choice(&["x", "y"]),
-            ParamKind::FloatPair,
-            ParamKind::FloatOrRange,
-        ];
-        for kind in kinds {
-            let wrong = wrong_value(&kind.to_string()).unwrap_or_else(|| panic!("{kind}"));
-            let spec = [ParamSpec {
-                name: "p",
-                kind,
-                default: "null",
-                doc: DOC,
-            }];
-            let e = Params::validate(&spec, &json!({ "p": wrong })).unwrap_err();
-            assert!(names_key(&e, "p"), "{kind}: {e}");
+        for p in EveryKind::describe() {
+            let wrong = wrong_value(&p.kind);
+            let e = EveryKind::from_json(&json!({ p.name.as_str(): wrong }))
+                .err()
+                .unwrap();
+            assert!(names_key(&e, &p.name), "{}: {e}", p.name);
+            for outside in outside_limits(&p) {
+                let e = EveryKind::from_json(&json!({ p.name.as_str(): outside }))
+                    .err()
+                    .unwrap();
+                assert!(e.contains("must be"), "{}: {e}", p.name);
+            }
         }
-        assert_eq!(wrong_value("colour"), None);
     }
 
     #[test]
@@ -1744,10 +2080,10 @@ mod tests {
     }
 
     #[test]
-    fn no_fit_on_every_step_is_a_result_but_other_errors_fail_the_shape_check() {
-        let steps = generated_steps(InputKind::Transient, 0);
-        let no_fit = Call::Error("no fit: not one decay".into());
-        let error = Call::Error("boom".into());
+    fn no_result_on_every_step_is_an_answer_but_other_failures_fail_the_shape_check() {
+        let steps = generated_steps(InputKind::Source(Source::Transient), 0);
+        let no_fit = Call::Failure(StepFailure::no_result("no fit: not one decay"));
+        let error = Call::Failure(StepFailure::invalid_input("no fit: boom"));
         let (problems, ok) = shape_findings(&Ok(vec![]), &steps, &vec![&no_fit; steps.len()]);
         assert!(
             problems.is_empty() && ok.contains("no fit"),
@@ -1767,6 +2103,8 @@ mod tests {
         assert!(id[2] > 5e-4 && id[0] < 2e-8, "{id:?}");
         // Hysteresis: the reverse half lags the forward one at the same Vg.
         assert!(id[3] < id[1], "{id:?}");
+        let step = sweep_step("s".into(), 5);
+        assert_eq!(step.settings.gate_step.into_option(), Some(0.6));
 
         let (t, i) = pulse_train(2);
         assert_eq!((t.len(), i.len()), (500, 500));
@@ -1780,5 +2118,12 @@ mod tests {
         // Relaxing, not settled, 3 ms after an edge.
         assert!(i[128] > 1.5e-4 && i[253] < 3.5e-4, "{} {}", i[128], i[253]);
         assert_eq!(transfer_sweep(121), transfer_sweep(121));
+        let step = pulse_step("p".into(), pulse_train(2), 2);
+        let ctx = step.with_input(&[Channel::Current], |input| {
+            assert_eq!(input.arrays.len(), 1);
+            assert_eq!(input.arrays[0].name.as_str(), "i");
+            Context::from(&input.context).period
+        });
+        assert_eq!(ctx, Some(PERIOD_S));
     }
 }

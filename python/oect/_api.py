@@ -37,7 +37,8 @@ class Outcome:
     step_errors: int = 0
     no_fit_steps: int = 0
     nonfinite_steps: int = 0
-    #: The failed steps: ``{"feature", "step", "message"}`` each.
+    #: The steps without a value: ``{"feature", "step", "kind", "message"}`` each
+    #: (``kind``: ``invalid_input``, ``no_result``, ``panic``, ``timeout``, ...).
     errors: List[dict] = field(default_factory=list)
     #: Why a failed file was not written.
     reason: Optional[str] = None

@@ -196,6 +196,16 @@ fn assert_casualty(s: &serde_json::Value, causes: &[&str], context: &str) {
     );
 }
 
+/// The summary's entry for the experiment whose step misbehaves.
+fn target_outcome(s: &serde_json::Value) -> &serde_json::Value {
+    s["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["input"].as_str().unwrap().contains(TARGET))
+        .unwrap_or_else(|| panic!("no outcome for {TARGET}: {s}"))
+}
+
 fn check_fault(how: &str, causes: &[&str], extra: &[&str]) {
     let b = batch(&format!("contain-{how}"));
     for mode in ["step", "experiment"] {
@@ -207,6 +217,14 @@ fn check_fault(how: &str, causes: &[&str], extra: &[&str]) {
         assert_eq!(o.status.code(), Some(1), "{context}: {}", show(&o));
         let s = summary(&o);
         assert_casualty(&s, causes, &context);
+        // The lost step is a failure of its own kind (the plugin API's `crashed` or
+        // `timeout`), and the feature reading it failed for want of its input.
+        let kind = if how == "loop" { "timeout" } else { "crashed" };
+        assert_eq!(
+            target_outcome(&s)["failed_by_kind"],
+            serde_json::json!({ kind: 1, "input_failed": 1 }),
+            "{context}: {s}"
+        );
         b.assert_only_the_step_lost(&out, &context);
         // The file's metadata records the error too.
         let target = parquet_files(&out)
@@ -340,6 +358,11 @@ fn known_casualties_are_retried_once_then_skipped_with_their_reason() {
         text.contains("not run: this call took a worker down in 2 earlier runs")
             && text.contains("SIGSEGV")
             && text.contains("--force retries it"),
+        "{s}"
+    );
+    assert_eq!(
+        target_outcome(&s)["failed_by_kind"],
+        serde_json::json!({ "crashed": 1, "input_failed": 1 }),
         "{s}"
     );
     b.assert_only_the_step_lost(&out, "skipping rerun");

@@ -88,6 +88,31 @@ fn the_plugin_guide_works_as_written() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// The guide's Rust excerpt is the template's code (with the guide's namespace), so the
+/// two cannot drift apart.
+#[test]
+fn the_guide_quotes_the_template() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let guide = std::fs::read_to_string(repo.join("docs/WRITING_PLUGINS.md")).unwrap();
+    let template = std::fs::read_to_string(repo.join("plugins/example/src/lib.rs")).unwrap();
+    let template: Vec<&str> = template.lines().collect();
+    let mut blocks = 0;
+    for block in guide.split("```rust\n").skip(1) {
+        let code = block.split("```").next().unwrap();
+        let mut at = 0;
+        for line in code.lines().filter(|l| !l.starts_with("use ")) {
+            let line = line.replace("mylab.", "example.");
+            let found = template[at..].iter().position(|t| *t == line);
+            let Some(k) = found else {
+                panic!("the guide's line {line:?} is not in the template (in this order)")
+            };
+            at += k + 1;
+        }
+        blocks += 1;
+    }
+    assert_eq!(blocks, 1, "the guide quotes the template once");
+}
+
 #[test]
 fn the_conformance_check_fails_a_misbehaving_plugin_by_name() {
     let o = oect(&[

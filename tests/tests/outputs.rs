@@ -188,13 +188,30 @@ fn failed_steps_are_counted_with_derived_features_on_every_run_and_in_status() {
     let o = run_config(&data, config.to_str().unwrap(), &out, &args);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     // boom, twice and z fail at step 2; z's other steps are NaN (numpy's mean of a NaN).
+    // The failed steps are counted by kind: boom panicked, its derived features lack it.
     assert!(
-        stdout(&o).contains("3 failed steps, 0 steps without a fit, 4 values with NaN/inf"),
+        stdout(&o).contains(
+            "3 failed steps (2 input failed, 1 panic), 0 steps without a fit, 4 values with NaN/inf"
+        ),
         "{}",
         show(&o)
     );
     let a = attrs(&parquet_files(&out)[0]);
     assert_eq!(a["feature_errors"]["twice"], 1);
+    assert_eq!(
+        a["feature_failures"]["boom"],
+        serde_json::json!({"panic": 1})
+    );
+    assert_eq!(
+        a["feature_failures"]["z"],
+        serde_json::json!({"input_failed": 1})
+    );
+    let boom = a["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["feature"] == "boom");
+    assert_eq!(boom.unwrap()["kind"], "panic", "{a}");
     assert_eq!(a["feature_nonfinite"]["z"], 4);
     // The rerun finds the file up to date and still reports its failed steps, exit 1.
     let mut json = args.to_vec();
@@ -205,6 +222,11 @@ fn failed_steps_are_counted_with_derived_features_on_every_run_and_in_status() {
     let e = &summary["experiments"][0];
     assert_eq!(e["status"], "skipped", "{summary}");
     assert_eq!(e["step_errors"], 3, "{summary}");
+    assert_eq!(
+        e["failed_by_kind"],
+        serde_json::json!({"input_failed": 2, "panic": 1}),
+        "{summary}"
+    );
     // status says so too, and exits 1.
     let o = oect(&[
         "status",
@@ -257,6 +279,14 @@ fn no_fit_steps_are_counted_apart_and_do_not_fail_the_run() {
         .as_str()
         .unwrap()
         .starts_with("no fit: "));
+    // The kind, not the message, makes it a no-fit step, for derived features too.
+    for e in a["errors"].as_array().unwrap() {
+        assert_eq!(e["kind"], "no_result", "{e}");
+    }
+    assert_eq!(
+        a["feature_failures"]["per_peak"],
+        serde_json::json!({"no_result": 3})
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

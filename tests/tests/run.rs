@@ -203,10 +203,14 @@ fn a_panicking_extractor_costs_one_cell_not_the_run() {
         assert_eq!(o.status.code(), Some(1), "{}", show(&o));
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
-            stdout.contains("1 written") && stdout.contains("2 failed steps"),
+            stdout.contains("1 written")
+                && stdout.contains("2 failed steps (1 input failed, 1 panic)"),
             "{stdout}"
         );
-        assert!(stdout.contains("fixture panic at step 3"), "{stdout}");
+        assert!(
+            stdout.contains("feature 'boom', step 3: panic: fixture panic at step 3"),
+            "{stdout}"
+        );
         let files = parquet_files(&out);
         assert_eq!(files.len(), 1);
         let boom = float_column(&files[0], "boom");
@@ -223,6 +227,14 @@ fn a_panicking_extractor_costs_one_cell_not_the_run() {
         assert_eq!(a["feature_errors"]["boom"], 1);
         assert_eq!(a["feature_errors"]["boom2"], 1);
         assert_eq!(a["feature_errors"]["gm"], 0);
+        assert_eq!(a["feature_failures"]["boom"]["panic"], 1);
+        assert_eq!(a["feature_failures"]["boom2"]["input_failed"], 1);
+        assert_eq!(a["feature_failures"]["gm"], serde_json::json!({}));
+        let first = &a["errors"][0];
+        assert_eq!(
+            (&first["feature"], &first["kind"]),
+            (&"boom".into(), &"panic".into())
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -298,7 +310,7 @@ fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("1 failed steps, 0 steps without a fit, 1 values with NaN/inf"),
+        stdout.contains("1 failed steps (1 timeout), 0 steps without a fit, 1 values with NaN/inf"),
         "{stdout}"
     );
     assert!(
@@ -312,6 +324,7 @@ fn a_hanging_step_is_abandoned_and_infinities_are_counted() {
     assert!(sleepy[5].is_finite());
     let a = attrs(&files[0]);
     assert_eq!(a["feature_errors"]["sleepy"], 1);
+    assert_eq!(a["feature_failures"]["sleepy"]["timeout"], 1);
     assert_eq!(a["feature_nonfinite"]["sleepy"], 1);
     assert_eq!(a["feature_errors"]["gm"], 0);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -339,7 +339,7 @@ fn plot_svg_selects_features_and_chip_and_labels_them() {
     }
 }
 
-/// A format-2 output written here directly (`docs/FORMAT.md`): `n` transfer steps of a flat
+/// A format-3 output written here directly (`docs/FORMAT.md`): `n` transfer steps of a flat
 /// gm with one spike, 30 s apart from 2026-01-01 00:00, with or without the time columns.
 /// Steps 3 and 5 have no fit, step 4 failed, and one more no-fit step is counted but not
 /// listed (as past the 100 recorded messages).
@@ -354,7 +354,7 @@ fn hand_made_output(dir: &Path, n: usize, spike: usize, timed: bool) -> PathBuf 
         .collect();
     let unit = |u: &str| std::collections::HashMap::from([("unit".to_string(), u.to_string())]);
     let attrs = serde_json::json!({
-        "format_version": 2,
+        "format_version": 3,
         "chip_id": "#PS01", "device_id": "7", "test_id": "test_20260101000000_0badcafe",
         "config_name": "hand_made", "config_origin": "hand_made.yaml",
         "config_identity": "/nonexistent/hand_made.yaml",
@@ -365,10 +365,11 @@ fn hand_made_output(dir: &Path, n: usize, spike: usize, timed: bool) -> PathBuf 
         "features": [{"name": "gm", "extractor": "transfer.gm_max", "inputs": [],
             "rows": "transfer", "shape": [], "layout": "scalar", "columns": ["gm"], "unit": "S"}],
         "feature_errors": {"gm": 1}, "feature_no_fit": {"gm": 3},
+        "feature_failures": {"gm": {"invalid_input": 1, "no_result": 3}},
         "feature_nonfinite": {"gm": 0}, "errors": [
-            {"feature": "gm", "step": 3, "message": "no fit: the sweep never turns on"},
-            {"feature": "gm", "step": 4, "message": "transfer.gm_max: sweep shorter than 3 points"},
-            {"feature": "gm", "step": 5, "message": "no fit: the sweep never turns on"},
+            {"feature": "gm", "step": 3, "kind": "no_result", "message": "no fit: the sweep never turns on"},
+            {"feature": "gm", "step": 4, "kind": "invalid_input", "message": "transfer.gm_max: sweep shorter than 3 points"},
+            {"feature": "gm", "step": 5, "kind": "no_result", "message": "no fit: the sweep never turns on"},
         ],
     });
     let meta = std::collections::HashMap::from([("PANDAS_ATTRS".to_string(), attrs.to_string())]);

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
+use oect_plugin_api::FailureKind;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::exec::{Outcome, Summary};
@@ -64,6 +65,7 @@ fn attr_json(v: &AttrValue) -> serde_json::Value {
 pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
     if json {
         let doc = serde_json::json!({
+            "api_version": oect_plugin_api::API_VERSION,
             "plugins": registry.plugins().collect::<Vec<_>>(),
             "extractors": registry.extractors().collect::<Vec<_>>(),
             "warnings": registry.warnings,
@@ -74,6 +76,11 @@ pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
     for w in &registry.warnings {
         errln!("warning: {w}");
     }
+    outln!(
+        "oect {} loads plugins built against oect-plugin-api {} (0.x: the same minor version)",
+        env!("CARGO_PKG_VERSION"),
+        oect_plugin_api::API_VERSION
+    );
     if registry.plugins().next().is_none() {
         outln!("no plugins found (searched --plugin-dir, OECT_PLUGIN_PATH and the executable's folder)");
     }
@@ -89,18 +96,57 @@ pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
             let Some(e) = registry.extractor(name) else {
                 continue;
             };
-            outln!("  {:<24} {:<9} {}", e.name, e.input.as_str(), e.description);
+            let unit = if e.unit.is_empty() { "1" } else { &e.unit };
+            outln!(
+                "  {:<24} {:<18} {} [{unit}]",
+                e.name,
+                e.reads(),
+                e.description
+            );
             for param in &e.params {
                 outln!(
-                    "      {:<20} {} (default {})",
+                    "      {:<22} {}, default {} — {}",
                     param.name,
-                    param.kind,
-                    param.default
+                    param.accepts,
+                    param.default,
+                    param.doc
+                );
+            }
+            for ex in &e.examples {
+                let params = match &ex.params {
+                    serde_json::Value::Object(m) if !m.is_empty() => format!(" with {}", ex.params),
+                    _ => String::new(),
+                };
+                let inputs: Vec<String> = ex
+                    .inputs
+                    .iter()
+                    .map(|(field, values)| format!("{field} = {}", short_list(values)))
+                    .collect();
+                outln!(
+                    "      e.g. {}: {}{params} → {}",
+                    ex.description,
+                    inputs.join(", "),
+                    ex.expected
                 );
             }
         }
     }
     Ok(OK)
+}
+
+/// `[1, 2, 3]`, or its first values and the count for long lists.
+fn short_list(values: &[f64]) -> String {
+    const SHOWN: usize = 10;
+    let head: Vec<String> = values
+        .iter()
+        .take(SHOWN)
+        .map(|v| crate::plugins::number_text(*v))
+        .collect();
+    if values.len() > SHOWN {
+        format!("[{}, … ({} values)]", head.join(", "), values.len())
+    } else {
+        format!("[{}]", head.join(", "))
+    }
 }
 
 pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
@@ -118,27 +164,41 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
         String::new()
     };
     // Up-to-date outputs count with what they record, so a rerun reports the same.
-    let (step_errors, no_fit, nonfinite) = s
-        .experiments
-        .iter()
-        .map(|o| match o {
-            Outcome::Written {
-                step_errors,
-                no_fit_steps,
-                nonfinite_steps,
-                ..
+    let (mut step_errors, mut no_fit, mut nonfinite) = (0, 0, 0);
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for o in &s.experiments {
+        if let Outcome::Written {
+            step_errors: e,
+            no_fit_steps: n,
+            nonfinite_steps: f,
+            failed_by_kind,
+            ..
+        }
+        | Outcome::Skipped {
+            step_errors: e,
+            no_fit_steps: n,
+            nonfinite_steps: f,
+            failed_by_kind,
+            ..
+        } = o
+        {
+            (step_errors, no_fit, nonfinite) = (step_errors + e, no_fit + n, nonfinite + f);
+            for (kind, n) in failed_by_kind {
+                *kinds.entry(kind).or_default() += n;
             }
-            | Outcome::Skipped {
-                step_errors,
-                no_fit_steps,
-                nonfinite_steps,
-                ..
-            } => (*step_errors, *no_fit_steps, *nonfinite_steps),
-            _ => (0, 0, 0),
-        })
-        .fold((0, 0, 0), |(a, b, c), (x, y, z)| (a + x, b + y, c + z));
+        }
+    }
+    let by_kind = if kinds.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = kinds
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.replace('_', " ")))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    };
     outln!(
-        "{} experiments: {written} written, {skipped} up to date, {failed} failed{interrupted}; {step_errors} failed steps, {no_fit} steps without a fit, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
+        "{} experiments: {written} written, {skipped} up to date, {failed} failed{interrupted}; {step_errors} failed steps{by_kind}, {no_fit} steps without a fit, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
         s.experiments.len(),
         s.tasks,
         s.seconds,
@@ -199,8 +259,14 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
                     let at = e
                         .step
                         .map_or("all steps".to_string(), |s| format!("step {s}"));
+                    // A step without a result says so in its message ("no fit: …");
+                    // a failure is prefixed with its kind.
+                    let kind = match e.kind {
+                        FailureKind::NoResult => String::new(),
+                        k => format!("{}: ", k.as_str().replace('_', " ")),
+                    };
                     outln!(
-                        "  {}: feature '{}', {at}: {}",
+                        "  {}: feature '{}', {at}: {kind}{}",
                         input.display(),
                         e.feature,
                         e.message

@@ -22,15 +22,17 @@ use clap::Args;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::exec::compute::Part;
+use oect_plugin_api::abi::{Channel, FailureKind, Source};
+
+use crate::exec::compute::{Failure, Part, Recorded};
 use crate::exec::incremental::Incremental;
 use crate::exec::table::row_layout;
 use crate::exec::{self, experiment_key, Outcome, TableSource};
-use crate::graph::Source;
 use crate::ingest::follow::{Follower, NewStep, Position};
+use crate::ingest::json::Json;
 use crate::ingest::{self, export::name_fields, Conflict, Converted, Export, Kind};
 use crate::sink::ExperimentKey;
-use crate::source::{step_record, Experiment, Sampling, StepBlock, StepRecord};
+use crate::source::{step_record, AttrValue, Experiment, StepBlock, StepRecord};
 
 /// Steps per computed block (spread over the workers when many steps arrive at once).
 const BLOCK_STEPS: usize = 64;
@@ -87,7 +89,8 @@ struct JournalPart {
     values: Vec<u64>,
     offsets: Vec<usize>,
     shapes: Vec<Option<Vec<u64>>>,
-    errors: Vec<(usize, String)>,
+    /// Steps without a value: step, failure kind (its metadata name), message.
+    failures: Vec<(usize, String, String)>,
 }
 
 impl JournalPart {
@@ -98,18 +101,35 @@ impl JournalPart {
             values: p.values.iter().map(|v| v.to_bits()).collect(),
             offsets: p.offsets.clone(),
             shapes: p.shapes.clone(),
-            errors: p.errors.clone(),
+            failures: p
+                .failures
+                .iter()
+                .map(|f| (f.step, f.kind.as_str().to_owned(), f.message.clone()))
+                .collect(),
         }
     }
 
-    fn part(&self) -> Part {
-        Part {
+    /// The part; `None` for a failure kind this host does not know (a journal from another
+    /// version), which ends the journal there.
+    fn part(&self) -> Option<Part> {
+        let failures = self
+            .failures
+            .iter()
+            .map(|(step, kind, message)| {
+                Some(Failure {
+                    step: *step,
+                    kind: FailureKind::parse(kind)?,
+                    message: message.clone(),
+                })
+            })
+            .collect::<Option<Vec<Failure>>>()?;
+        Some(Part {
             first: self.first,
             values: self.values.iter().map(|b| f64::from_bits(*b)).collect(),
             offsets: self.offsets.clone(),
             shapes: self.shapes.clone(),
-            errors: self.errors.clone(),
-        }
+            failures,
+        })
     }
 }
 
@@ -155,6 +175,9 @@ struct Watched {
     columns: Vec<Option<Part>>,
     steps: BTreeMap<Source, Vec<StepId>>,
     records: BTreeMap<Source, Vec<StepRecord>>,
+    /// The root attributes the converted file will carry from the test's info, for the
+    /// step contexts.
+    attributes: BTreeMap<String, AttrValue>,
     dirty: bool,
     last_write: Option<Instant>,
     done: bool,
@@ -349,6 +372,7 @@ impl Watcher {
             columns: self.inc.empty_columns(),
             steps: by_kind(),
             records: by_kind(),
+            attributes: info_attributes(&export.info),
             dirty: false,
             last_write: None,
             done: false,
@@ -445,12 +469,13 @@ impl Watched {
         format!("{}-{}", self.key.chip_id, self.key.device_id)
     }
 
-    /// Sampling parameters per transient step, as a run reads them from the file.
-    fn sampling(&self) -> Vec<Option<Sampling>> {
-        self.records[&Source::Transient]
-            .iter()
-            .map(|r| r.params.sampling())
-            .collect()
+    /// What is recorded about the steps of `source` so far, as a run reads it from the file.
+    fn recorded<'a>(&'a self, source: Source, id: &'a str) -> Recorded<'a> {
+        Recorded {
+            experiment: id,
+            steps: &self.records[&source],
+            attributes: &self.attributes,
+        }
     }
 
     /// Takes steps of `kind` into the followed state.
@@ -478,6 +503,40 @@ impl Watched {
             .map(|s| (s, self.steps[&s].len()))
             .collect()
     }
+}
+
+/// The scalar root attributes `oect convert` writes from a test's info (its scalar fields
+/// and the name fields, cleaned as in the file); a null has no HDF5 value and is left out.
+fn info_attributes(info: &Json) -> BTreeMap<String, AttrValue> {
+    let mut attrs = BTreeMap::new();
+    if let Json::Object(fields) = info {
+        for (k, v) in fields {
+            let value = match v {
+                Json::Str(s) => AttrValue::String(s.clone()),
+                Json::Int(i) => AttrValue::Int(*i),
+                Json::UInt(u) => match i64::try_from(*u) {
+                    Ok(i) => AttrValue::Int(i),
+                    Err(_) => continue,
+                },
+                Json::Float(f) => AttrValue::Float(*f),
+                Json::Bool(b) => AttrValue::Bool(*b),
+                Json::Null | Json::Array(_) | Json::Object(_) => continue,
+            };
+            if k != "steps" {
+                attrs.insert(k.clone(), value);
+            }
+        }
+    }
+    let [chip, device, description, test_id] = name_fields(info);
+    for (k, v) in [
+        ("chip_id", chip),
+        ("device_number", device),
+        ("description", description),
+        ("test_id", test_id),
+    ] {
+        attrs.insert(k.to_owned(), AttrValue::String(v));
+    }
+    attrs
 }
 
 fn report(folder: &Path, outcome: &Outcome, what: &str) {
@@ -524,6 +583,9 @@ fn load_journal(path: &Path, header: &Header, w: &mut Watched) -> bool {
         let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
             break;
         };
+        if entry.parts.iter().any(|p| p.part().is_none()) {
+            break;
+        }
         apply(w, &entry);
     }
     true
@@ -535,8 +597,8 @@ fn apply(w: &mut Watched, entry: &Entry) {
     w.take(Kind::Transfer, &entry.transfer);
     w.take(Kind::Transient, &entry.transient);
     for jp in &entry.parts {
-        if let Some(Some(column)) = w.columns.get_mut(jp.node) {
-            column.append(&jp.part());
+        if let (Some(part), Some(Some(column))) = (jp.part(), w.columns.get_mut(jp.node)) {
+            column.append(&part);
         }
     }
     w.done = entry.finished;
@@ -553,33 +615,42 @@ fn append_journal(path: &Path, entry: &Entry) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A block of steps for the extractors: transfer sweeps without their NaN pairs (the reader's
-/// rule), transient steps as `(continuous_time, drain_current)`.
-fn block(first: usize, steps: &[&NewStep]) -> StepBlock {
-    let mut b = StepBlock {
-        first_step: first,
-        offsets: vec![0],
-        x: Vec::new(),
-        y: Vec::new(),
-    };
+/// A block of steps for the extractors, holding `channels` (those the graph declares for the
+/// steps' source): transfer sweeps without their NaN pairs (the reader's rule), transient
+/// steps as `continuous_time` and `drain_current`.
+fn block(first: usize, steps: &[&NewStep], channels: &[Channel]) -> StepBlock {
+    let mut offsets = vec![0];
+    let mut data: Vec<(Channel, Vec<f64>)> = channels.iter().map(|&c| (c, Vec::new())).collect();
     for s in steps {
+        let mut n = 0;
         match s.kind {
             Kind::Transfer => {
-                for (&x, &y) in s.data.x.iter().zip(&s.data.y) {
-                    if !x.is_nan() && !y.is_nan() {
-                        b.x.push(x);
-                        b.y.push(y);
+                for (&vg, &id) in s.data.x.iter().zip(&s.data.y) {
+                    if !vg.is_nan() && !id.is_nan() {
+                        for (c, values) in &mut data {
+                            values.push(if *c == Channel::Vg { vg } else { id });
+                        }
+                        n += 1;
                     }
                 }
             }
             Kind::Transient => {
-                b.x.extend_from_slice(&s.continuous_time);
-                b.y.extend_from_slice(&s.data.y);
+                for (c, values) in &mut data {
+                    match c {
+                        Channel::Time => values.extend_from_slice(&s.continuous_time),
+                        _ => values.extend_from_slice(&s.data.y),
+                    }
+                }
+                n = s.data.y.len();
             }
         }
-        b.offsets.push(b.x.len());
+        offsets.push(offsets.last().copied().unwrap_or(0) + n);
     }
-    b
+    StepBlock {
+        first_step: first,
+        offsets,
+        channels: data,
+    }
 }
 
 /// Computes `source`'s per-step features for `block`, cut into pieces spread over the pool.
@@ -587,8 +658,7 @@ fn compute_parts(
     inc: &Incremental,
     source: Source,
     block: &StepBlock,
-    id: &str,
-    sampling: &[Option<Sampling>],
+    recorded: Recorded<'_>,
 ) -> Vec<Option<Part>> {
     let n = block.n_steps();
     let pieces: Vec<StepBlock> = (0..n)
@@ -599,14 +669,17 @@ fn compute_parts(
             StepBlock {
                 first_step: block.first_step + k,
                 offsets: block.offsets[k..=end].iter().map(|o| o - lo).collect(),
-                x: block.x[lo..hi].to_vec(),
-                y: block.y[lo..hi].to_vec(),
+                channels: block
+                    .channels
+                    .iter()
+                    .map(|(c, values)| (*c, values[lo..hi].to_vec()))
+                    .collect(),
             }
         })
         .collect();
     let computed: Vec<Vec<Option<Part>>> = pieces
         .par_iter()
-        .map(|b| inc.compute(source, b, id, sampling))
+        .map(|b| inc.compute(source, b, recorded))
         .collect();
     let mut out: Vec<Option<Part>> = vec![None; inc.graph().nodes.len()];
     for parts in computed {
@@ -637,6 +710,7 @@ fn update(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
         .workflow
         .as_ref()
         .map(|j| j.to_python_compact());
+    w.attributes = info_attributes(&progress.export.info);
     let mut entry = Entry {
         position: w.follower.position.clone(),
         ..Entry::default()
@@ -658,7 +732,13 @@ fn update(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
             .collect();
         w.take(kind, &taken);
         if inc.graph().sources().contains(&source) {
-            let parts = compute_parts(inc, source, &block(first, &new), &id, &w.sampling());
+            let channels = inc.graph().channels(source);
+            let parts = compute_parts(
+                inc,
+                source,
+                &block(first, &new, &channels),
+                w.recorded(source, &id),
+            );
             for (node, part) in parts.into_iter().enumerate() {
                 if let Some(part) = part {
                     entry.parts.push(JournalPart::new(node, &part));
@@ -739,9 +819,6 @@ fn finish(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
         );
         w.columns = inc.empty_columns();
         let id = format!("{}-{}", exp.chip_id, exp.device_id);
-        let sampling: Vec<Option<Sampling>> = (0..exp.transient_steps.len())
-            .map(|s| exp.transient_sampling(s))
-            .collect();
         for source in inc.graph().sources() {
             let n = match source {
                 Source::Transfer => exp.transfer.as_ref().map_or(0, |t| t.n_steps),
@@ -751,10 +828,18 @@ fn finish(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
                 let range = start..(start + 512).min(n);
                 let block = match source {
                     Source::Transfer => exp.read_transfer(range),
-                    Source::Transient => exp.read_transient(range),
+                    Source::Transient => exp.read_transient(range, &inc.graph().channels(source)),
                 }
                 .map_err(|e| e.to_string())?;
-                for (node, part) in compute_parts(inc, source, &block, &id, &sampling)
+                let recorded = Recorded {
+                    experiment: &id,
+                    steps: match source {
+                        Source::Transfer => &exp.transfer_steps,
+                        Source::Transient => &exp.transient_steps,
+                    },
+                    attributes: &exp.attrs,
+                };
+                for (node, part) in compute_parts(inc, source, &block, recorded)
                     .into_iter()
                     .enumerate()
                 {

@@ -1,16 +1,23 @@
-//! Running per-step extractors over a contiguous range of steps.
+//! Running per-step extractors over a contiguous range of steps: what an extractor
+//! receives (its declared channels, the step's recorded context) and what becomes of
+//! what it returns (a value checked against its declared shape, or a typed failure).
 //!
 //! Both schedulers call these functions on the same step ranges, so their results
 //! are identical whatever the mode or the number of workers.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use oect_plugin_api::{Channel, Dim, FeatureValue, StepContext, StepInput};
+use abi_stable::std_types::{RSlice, RStr};
+use oect_plugin_api::abi::{
+    AttrValue as AbiAttr, Attribute, Source, StepArray, StepContext, StepInput, StepSettings,
+};
+use oect_plugin_api::{Dim, FailureKind, FeatureValue, StepFailure};
 
-use crate::graph::{FeatureGraph, Input, Op, Rows, Source};
+use crate::graph::{FeatureGraph, Input, Op, Rows};
 use crate::plugins::Extractor;
-use crate::source::{Sampling, StepBlock};
+use crate::source::{AttrValue, StepBlock, StepRecord};
 
 /// Sees every extractor call: a worker's watchdog times the call in progress (and ends
 /// the worker when `--step-timeout` is exceeded), and isolated tasks report each call
@@ -30,6 +37,83 @@ impl Watch for NoWatch {
     fn returned(&self) {}
 }
 
+/// What the file records about an experiment's steps, for the step contexts.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// `chip-device`, for messages.
+    pub experiment: &'a str,
+    /// Per step of the source whose steps are the rows, in step order.
+    pub steps: &'a [StepRecord],
+    /// The experiment's scalar root attributes (device metadata).
+    pub attributes: &'a BTreeMap<String, AttrValue>,
+}
+
+impl<'a> Recorded<'a> {
+    /// The attributes as the ABI carries them, borrowing the strings.
+    fn attributes(&self) -> Vec<Attribute<'a>> {
+        self.attributes
+            .iter()
+            .map(|(name, value)| attribute(name, value))
+            .collect()
+    }
+
+    /// The context of step `step`; `attributes` are [`Self::attributes`].
+    fn context<'c>(&self, step: usize, attributes: &'c [Attribute<'a>]) -> StepContext<'c>
+    where
+        'a: 'c,
+    {
+        let mut context = StepContext::new(self.experiment, step as u64);
+        context.attributes = RSlice::from_slice(attributes);
+        if let Some(record) = self.steps.get(step) {
+            context.settings = settings(record);
+            // Whole seconds and the fraction apart, so that the µs survive the rounding.
+            context.start_time = record
+                .start_time
+                .map(|t| {
+                    let t = t.and_utc();
+                    t.timestamp() as f64 + f64::from(t.timestamp_subsec_micros()) * 1e-6
+                })
+                .into();
+            context.loop_iteration = record.loop_iteration.into();
+        }
+        context
+    }
+}
+
+fn attribute<'a>(name: &'a str, value: &'a AttrValue) -> Attribute<'a> {
+    Attribute {
+        name: RStr::from_str(name),
+        value: match value {
+            AttrValue::String(s) => AbiAttr::Text(RStr::from_str(s)),
+            AttrValue::Int(i) => AbiAttr::Int(*i),
+            AttrValue::Float(f) => AbiAttr::Float(*f),
+            AttrValue::Bool(b) => AbiAttr::Bool(*b),
+        },
+    }
+}
+
+/// The recorded instrument settings of a step, as extractors see them.
+fn settings(record: &StepRecord) -> StepSettings {
+    let p = &record.params;
+    let sampling = p.sampling();
+    StepSettings {
+        drain_voltage: p.drain_voltage.into(),
+        source_voltage: p.source_voltage.into(),
+        gate_start: p.gate_start.into(),
+        gate_end: p.gate_end.into(),
+        gate_step: p.gate_step.into(),
+        sweep_back: p.sweep_back.into(),
+        gate_bottom: p.gate_bottom.into(),
+        gate_top: p.gate_top.into(),
+        bottom_time: p.bottom_time.into(),
+        top_time: p.top_time.into(),
+        cycles: p.cycles.into(),
+        time_step: p.time_step.into(),
+        period: sampling.map(|s| s.period).into(),
+        sample_rate: sampling.map(|s| s.sample_rate).into(),
+    }
+}
+
 fn extractor(graph: &FeatureGraph, node: usize) -> &Extractor {
     match &graph.nodes[node].op {
         Op::Extract(e) => e,
@@ -41,14 +125,23 @@ fn extractor(graph: &FeatureGraph, node: usize) -> &Extractor {
 fn call(
     graph: &FeatureGraph,
     node: usize,
-    channels: &[Channel<'_>],
-    context: StepContext<'_>,
+    input: &StepInput<'_>,
     watch: &dyn Watch,
-) -> Result<FeatureValue, String> {
-    watch.calling(node, context.step_index as usize);
-    let result = extractor(graph, node).extract(&StepInput::new(channels, context));
+) -> Result<FeatureValue, StepFailure> {
+    watch.calling(node, input.context.step_index as usize);
+    let result = extractor(graph, node).extract(input);
     watch.returned();
     result
+}
+
+/// A step without a value, as the host records it (and as the worker protocol carries
+/// it: `kind` by its name, [`FailureKind::as_str`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    pub step: usize,
+    #[serde(with = "crate::sink::failure_kind")]
+    pub kind: FailureKind,
+    pub message: String,
 }
 
 /// Values of one per-step feature for a range of steps.
@@ -59,10 +152,10 @@ pub struct Part {
     /// Step `k`'s values are `values[offsets[k]..offsets[k + 1]]`.
     pub values: Vec<f64>,
     pub offsets: Vec<usize>,
-    /// Per-step shape; `None` where the step failed.
+    /// Per-step shape; `None` where the step has no value.
     pub shapes: Vec<Option<Vec<u64>>>,
-    /// (step index, message) of every failed step.
-    pub errors: Vec<(usize, String)>,
+    /// Every step without a value, in step order.
+    pub failures: Vec<Failure>,
 }
 
 impl Part {
@@ -76,14 +169,14 @@ impl Part {
                 o
             },
             shapes: Vec::with_capacity(steps),
-            errors: Vec::new(),
+            failures: Vec::new(),
         }
     }
 
-    /// One failed step: what a step that is not run (a known casualty) contributes.
-    pub fn failed(step: usize, message: String) -> Part {
+    /// One step without a value: what a step that is not run (a known casualty) contributes.
+    pub fn failed(step: usize, kind: FailureKind, message: String) -> Part {
         let mut part = Part::with_capacity(step, 1);
-        part.push(step, Err(message), &[]);
+        part.push(step, Err(StepFailure::new(kind, message)), &[]);
         part
     }
 
@@ -95,22 +188,35 @@ impl Part {
         self.shapes.is_empty()
     }
 
-    /// Step `k` (relative to `first`): its shape and values, or `None` if it failed.
+    /// Step `k` (relative to `first`): its shape and values, or `None` if it has none.
     pub fn step(&self, k: usize) -> Option<(&[u64], &[f64])> {
         self.shapes[k]
             .as_deref()
             .map(|s| (s, &self.values[self.offsets[k]..self.offsets[k + 1]]))
     }
 
-    fn push(&mut self, step: usize, result: Result<FeatureValue, String>, declared: &[Dim]) {
+    /// The failure of step `k` (relative to `first`), if it failed.
+    fn failure(&self, k: usize) -> Option<&Failure> {
+        let step = self.first + k;
+        self.failures
+            .binary_search_by_key(&step, |f| f.step)
+            .ok()
+            .map(|i| &self.failures[i])
+    }
+
+    fn push(&mut self, step: usize, result: Result<FeatureValue, StepFailure>, declared: &[Dim]) {
         match result.and_then(|v| check_shape(v, declared)) {
             Ok(v) => {
                 self.values.extend_from_slice(&v.data);
                 self.shapes.push(Some(v.shape.into_vec()));
             }
-            Err(e) => {
+            Err(f) => {
                 self.shapes.push(None);
-                self.errors.push((step, e));
+                self.failures.push(Failure {
+                    step,
+                    kind: f.kind,
+                    message: f.message.into_string(),
+                });
             }
         }
         self.offsets.push(self.values.len());
@@ -124,13 +230,13 @@ impl Part {
         self.offsets
             .extend(other.offsets[1..].iter().map(|o| o + base));
         self.shapes.extend(other.shapes.iter().cloned());
-        self.errors.extend(other.errors.iter().cloned());
+        self.failures.extend(other.failures.iter().cloned());
     }
 }
 
-/// A value whose shape disagrees with the extractor's declaration is an error for that
+/// A value whose shape disagrees with the extractor's declaration is a failure of that
 /// step: writing it would silently misalign the table.
-fn check_shape(v: FeatureValue, declared: &[Dim]) -> Result<FeatureValue, String> {
+fn check_shape(v: FeatureValue, declared: &[Dim]) -> Result<FeatureValue, StepFailure> {
     let n: u64 = v.shape.iter().product();
     let fits = v.shape.len() == declared.len()
         && n == v.data.len() as u64
@@ -141,49 +247,48 @@ fn check_shape(v: FeatureValue, declared: &[Dim]) -> Result<FeatureValue, String
     if fits {
         Ok(v)
     } else {
-        Err(format!(
-            "returned shape {:?} ({} values) but declares {}",
-            v.shape.as_slice(),
-            v.data.len(),
-            crate::graph::describe(declared)
+        Err(StepFailure::new(
+            FailureKind::WrongShape,
+            format!(
+                "returned shape {:?} ({} values) but declares {}",
+                v.shape.as_slice(),
+                v.data.len(),
+                crate::graph::describe(declared)
+            ),
         ))
     }
 }
 
-/// Channel names of the measured data, as extractors see them.
-fn channel_names(source: Source) -> (&'static str, &'static str) {
-    match source {
-        Source::Transfer => ("Vg", "Id"),
-        Source::Transient => ("continuous_time", "drain_current"),
-    }
-}
-
-/// Runs a node that reads a data source over every step of `block`.
+/// Runs a node that reads a data source over every step of `block`, handing it the
+/// channels it declares (which `block` holds, all of one length per step).
 pub fn source_chunk(
     graph: &Arc<FeatureGraph>,
     node: usize,
     source: Source,
     block: &StepBlock,
-    experiment: &str,
-    sampling: &[Option<Sampling>],
+    recorded: Recorded<'_>,
     watch: &dyn Watch,
 ) -> Part {
-    let declared = &extractor(graph, node).shape;
-    let (x_name, y_name) = channel_names(source);
+    let ex = extractor(graph, node);
+    debug_assert!(ex.channels.iter().all(|c| c.source() == source));
+    let attributes = recorded.attributes();
     let mut part = Part::with_capacity(block.first_step, block.n_steps());
     for k in 0..block.n_steps() {
         let step = block.first_step + k;
-        let (x, y) = block.step(k);
-        let shape = [x.len() as u64];
-        let channels = [
-            Channel::new(x_name, &shape, x),
-            Channel::new(y_name, &shape, y),
-        ];
-        let s = sampling.get(step).copied().flatten();
-        let context = StepContext::new(experiment, step as u64)
-            .with_sampling(s.map(|s| s.period), s.map(|s| s.sample_rate));
-        let result = call(graph, node, &channels, context, watch);
-        part.push(step, result, declared);
+        let shape = [block.len(k) as u64];
+        let arrays: Vec<StepArray<'_>> = ex
+            .channels
+            .iter()
+            .map(|&c| {
+                let data = block
+                    .samples(c, k)
+                    .expect("the reader read every declared channel");
+                StepArray::new(c.field(), &shape, data)
+            })
+            .collect();
+        let input = StepInput::new(&arrays, recorded.context(step, &attributes));
+        let result = call(graph, node, &input, watch);
+        part.push(step, result, &ex.shape);
     }
     part
 }
@@ -195,11 +300,11 @@ pub fn derived_chunk(
     node: usize,
     inputs: &[&Part],
     range: Range<usize>,
-    experiment: &str,
+    recorded: Recorded<'_>,
     watch: &dyn Watch,
 ) -> Part {
     let declared = &extractor(graph, node).shape;
-    // Channels are named after the input features, in the node's input order.
+    // Inputs are named after the input features, in the node's input order.
     let input_names: Vec<&str> = graph.nodes[node]
         .inputs
         .iter()
@@ -208,25 +313,32 @@ pub fn derived_chunk(
             Input::Source(s) => s.name(),
         })
         .collect();
+    let attributes = recorded.attributes();
     let mut part = Part::with_capacity(range.start, range.len());
     for (k, step) in range.enumerate() {
         let mut missing = None;
-        let mut channels = Vec::with_capacity(inputs.len());
+        let mut arrays = Vec::with_capacity(inputs.len());
         for (name, p) in input_names.iter().zip(inputs) {
             match p.step(k) {
-                Some((shape, data)) => channels.push(Channel::new(name, shape, data)),
-                None => missing = Some(*name),
+                Some((shape, data)) => arrays.push(StepArray::new(name, shape, data)),
+                None => missing = Some((*name, p.failure(k).map(|f| f.kind))),
             }
         }
         let result = match missing {
-            Some(name) => Err(format!("input '{name}' failed at this step")),
-            None => call(
-                graph,
-                node,
-                &channels,
-                StepContext::new(experiment, step as u64),
-                watch,
-            ),
+            // An input without a result leaves this feature without one too; any other
+            // failure of an input is recorded as such.
+            Some((name, Some(FailureKind::NoResult))) => Err(StepFailure::new(
+                FailureKind::NoResult,
+                format!("input '{name}' has no result at this step"),
+            )),
+            Some((name, _)) => Err(StepFailure::new(
+                FailureKind::InputFailed,
+                format!("input '{name}' failed at this step"),
+            )),
+            None => {
+                let input = StepInput::new(&arrays, recorded.context(step, &attributes));
+                call(graph, node, &input, watch)
+            }
         };
         part.push(step, result, declared);
     }
@@ -240,8 +352,7 @@ pub fn block_parts(
     graph: &Arc<FeatureGraph>,
     source: Source,
     block: &StepBlock,
-    experiment: &str,
-    sampling: &[Option<Sampling>],
+    recorded: Recorded<'_>,
     watch: &dyn Watch,
 ) -> Vec<Option<Part>> {
     let range = block.first_step..block.first_step + block.n_steps();
@@ -251,7 +362,7 @@ pub fn block_parts(
             continue;
         }
         let part = if node.inputs == [Input::Source(source)] {
-            source_chunk(graph, i, source, block, experiment, sampling, watch)
+            source_chunk(graph, i, source, block, recorded, watch)
         } else {
             let inputs: Vec<&Part> = node
                 .inputs
@@ -261,7 +372,7 @@ pub fn block_parts(
                     Input::Source(_) => None,
                 })
                 .collect();
-            derived_chunk(graph, i, &inputs, range.clone(), experiment, watch)
+            derived_chunk(graph, i, &inputs, range.clone(), recorded, watch)
         };
         parts[i] = Some(part);
     }
@@ -270,8 +381,9 @@ pub fn block_parts(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use abi_stable::std_types::RString;
+
+    use super::*;
 
     #[test]
     fn shapes_are_checked_against_the_declaration() {
@@ -279,7 +391,12 @@ mod tests {
         let dynamic = [Dim::Dyn(RString::from("n")), Dim::Fixed(2)];
         assert!(check_shape(FeatureValue::vector(vec![1.0, 2.0]), &two).is_ok());
         let e = check_shape(FeatureValue::vector(vec![1.0, 2.0, 3.0]), &two).unwrap_err();
-        assert!(e.contains("[3]") && e.contains("declares [2]"), "{e}");
+        assert_eq!(e.kind, FailureKind::WrongShape);
+        assert!(
+            e.message.contains("[3]") && e.message.contains("declares [2]"),
+            "{}",
+            e.message
+        );
         assert!(check_shape(FeatureValue::scalar(1.0), &two).is_err());
         let ok = FeatureValue::array(vec![3, 2], vec![0.0; 6]).unwrap();
         assert!(check_shape(ok, &dynamic).is_ok());
@@ -288,17 +405,63 @@ mod tests {
     }
 
     #[test]
-    fn parts_append_in_order() {
+    fn parts_append_in_order_and_keep_failure_kinds() {
         let mut a = Part::with_capacity(0, 2);
         a.push(0, Ok(FeatureValue::scalar(1.0)), &[]);
-        a.push(1, Err("bad".into()), &[]);
-        let mut b = Part::with_capacity(2, 1);
+        a.push(1, Err(StepFailure::invalid_input("bad")), &[]);
+        let mut b = Part::with_capacity(2, 2);
         b.push(2, Ok(FeatureValue::scalar(3.0)), &[]);
+        b.push(3, Err(StepFailure::no_result("no fit")), &[]);
         a.append(&b);
-        assert_eq!(a.len(), 3);
+        assert_eq!(a.len(), 4);
         assert_eq!(a.step(0).unwrap().1, &[1.0]);
         assert!(a.step(1).is_none());
         assert_eq!(a.step(2).unwrap().1, &[3.0]);
-        assert_eq!(a.errors, vec![(1, "bad".to_string())]);
+        let kinds: Vec<(usize, FailureKind)> =
+            a.failures.iter().map(|f| (f.step, f.kind)).collect();
+        assert_eq!(
+            kinds,
+            [(1, FailureKind::InvalidInput), (3, FailureKind::NoResult)]
+        );
+        assert_eq!(a.failure(3).map(|f| f.message.as_str()), Some("no fit"));
+        assert!(a.failure(2).is_none());
+    }
+
+    #[test]
+    fn contexts_carry_the_recorded_settings_time_and_attributes() {
+        let record = StepRecord {
+            start_time: chrono::NaiveDate::from_ymd_opt(2025, 8, 15)
+                .and_then(|d| d.and_hms_micro_opt(13, 42, 12, 456)),
+            loop_iteration: Some(17),
+            params: crate::source::StepParams {
+                drain_voltage: Some(-0.6),
+                bottom_time: Some(0.125),
+                top_time: Some(0.125),
+                time_step: Some(0.001),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let attrs = BTreeMap::from([
+            ("channel_width_um".to_string(), AttrValue::Float(4000.0)),
+            ("description".to_string(), AttrValue::String("x".into())),
+        ]);
+        let steps = [record];
+        let recorded = Recorded {
+            experiment: "c-1",
+            steps: &steps,
+            attributes: &attrs,
+        };
+        let attributes = recorded.attributes();
+        let c = recorded.context(0, &attributes);
+        assert_eq!(c.settings.drain_voltage.into_option(), Some(-0.6));
+        assert_eq!(c.settings.period.into_option(), Some(0.25));
+        assert_eq!(c.settings.sample_rate.into_option(), Some(1000.0));
+        assert_eq!(c.loop_iteration.into_option(), Some(17));
+        assert_eq!(c.start_time.into_option(), Some(1_755_265_332.000_456));
+        assert_eq!(c.attributes.len(), 2);
+        // A step the file records nothing about.
+        let c = recorded.context(5, &attributes);
+        assert_eq!(c.settings, StepSettings::default());
     }
 }

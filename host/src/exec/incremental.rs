@@ -6,12 +6,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::compute::{self, Part};
+use oect_plugin_api::abi::Source;
+
+use super::compute::{self, Part, Recorded};
 use super::{Ctx, Mode, Outcome, ProgressMode, RunOptions, TableSource, WorkerCommand};
 use crate::config::FeatureConfig;
-use crate::graph::{FeatureGraph, Op, Source};
+use crate::graph::{FeatureGraph, Op};
 use crate::sink::Sink;
-use crate::source::{Sampling, StepBlock};
+use crate::source::StepBlock;
 
 /// Everything needed to compute steps and write tables for one config.
 pub struct Incremental {
@@ -64,30 +66,23 @@ impl Incremental {
                     values: Vec::new(),
                     offsets: vec![0],
                     shapes: Vec::new(),
-                    errors: Vec::new(),
+                    failures: Vec::new(),
                 })
             })
             .collect()
     }
 
     /// The per-step features of `source` over the steps of `block` (indexed like the graph's
-    /// nodes; `None` for nodes of other sources and expressions). `sampling[k]` belongs to file
+    /// nodes; `None` for nodes of other sources and expressions). `block` holds the channels
+    /// [`FeatureGraph::channels`] declares for `source`; `recorded.steps[k]` belongs to file
     /// step `k`, as in a run.
     pub fn compute(
         &self,
         source: Source,
         block: &StepBlock,
-        experiment: &str,
-        sampling: &[Option<Sampling>],
+        recorded: Recorded<'_>,
     ) -> Vec<Option<Part>> {
-        compute::block_parts(
-            &self.ctx.graph,
-            source,
-            block,
-            experiment,
-            sampling,
-            &compute::NoWatch,
-        )
+        compute::block_parts(&self.ctx.graph, source, block, recorded, &compute::NoWatch)
     }
 
     /// Assembles the table from complete per-step columns (expressions evaluated over them)

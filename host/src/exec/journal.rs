@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use oect_plugin_api::FailureKind;
 use serde::{Deserialize, Serialize};
 
 /// What a casualty is about.
@@ -31,14 +32,28 @@ struct Line {
     input: PathBuf,
     /// `None` on a `recovered` line.
     cause: Option<String>,
+    /// The failure kind of a call casualty (`crashed`, `timeout`); absent on other lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
     at: String,
 }
 
-/// A known casualty: how many runs it took a worker down in, and the last cause.
+/// A known casualty: how many runs it took a worker down in, and the last cause and kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Known {
     pub runs: usize,
     pub cause: String,
+    pub kind: FailureKind,
+}
+
+impl Known {
+    fn new() -> Known {
+        Known {
+            runs: 0,
+            cause: String::new(),
+            kind: FailureKind::Crashed,
+        }
+    }
 }
 
 /// The journal of one output folder.
@@ -60,12 +75,14 @@ impl Journal {
             };
             match line.cause {
                 Some(cause) => {
-                    let e = known.entry(line.key).or_insert(Known {
-                        runs: 0,
-                        cause: String::new(),
-                    });
+                    let e = known.entry(line.key).or_insert_with(Known::new);
                     e.runs += 1;
                     e.cause = cause;
+                    e.kind = line
+                        .kind
+                        .as_deref()
+                        .and_then(FailureKind::parse)
+                        .unwrap_or(FailureKind::Crashed);
                 }
                 None => {
                     known.remove(&line.key);
@@ -90,15 +107,13 @@ impl Journal {
             .collect()
     }
 
-    /// Records a casualty of this run.
-    pub fn record(&mut self, key: Key, input: &Path, cause: &str) {
-        self.append(&key, input, Some(cause));
-        let e = self.known.entry(key).or_insert(Known {
-            runs: 0,
-            cause: String::new(),
-        });
+    /// Records a casualty of this run (`kind`: how a call failed; files are `Crashed`).
+    pub fn record(&mut self, key: Key, input: &Path, kind: FailureKind, cause: &str) {
+        self.append(&key, input, Some((kind, cause)));
+        let e = self.known.entry(key).or_insert_with(Known::new);
         e.runs += 1;
         e.cause = cause.to_string();
+        e.kind = kind;
     }
 
     /// Records that a known casualty ran through this time.
@@ -108,11 +123,12 @@ impl Journal {
         }
     }
 
-    fn append(&self, key: &Key, input: &Path, cause: Option<&str>) {
+    fn append(&self, key: &Key, input: &Path, cause: Option<(FailureKind, &str)>) {
         let line = Line {
             key: key.clone(),
             input: input.to_path_buf(),
-            cause: cause.map(str::to_string),
+            cause: cause.map(|(_, c)| c.to_string()),
+            kind: cause.map(|(k, _)| k.as_str().to_string()),
             at: chrono::Local::now().to_rfc3339(),
         };
         let Ok(mut text) = serde_json::to_string(&line) else {
@@ -156,17 +172,33 @@ mod tests {
         let input = Path::new("x.h5");
         let mut j = Journal::load(&dir);
         assert!(j.get(&key).is_none());
-        j.record(key.clone(), input, "killed by SIGSEGV");
-        j.record(file_key.clone(), input, "open crashed");
+        j.record(
+            key.clone(),
+            input,
+            FailureKind::Crashed,
+            "killed by SIGSEGV",
+        );
+        j.record(
+            file_key.clone(),
+            input,
+            FailureKind::Crashed,
+            "open crashed",
+        );
         let mut j = Journal::load(&dir);
         assert_eq!(j.get(&key).unwrap().runs, 1);
-        j.record(key.clone(), input, "killed by SIGABRT");
+        j.record(
+            key.clone(),
+            input,
+            FailureKind::Timeout,
+            "no answer within 1 s",
+        );
         let j2 = Journal::load(&dir);
         assert_eq!(
             j2.get(&key),
             Some(&Known {
                 runs: 2,
-                cause: "killed by SIGABRT".into()
+                cause: "no answer within 1 s".into(),
+                kind: FailureKind::Timeout,
             })
         );
         assert_eq!(j2.steps_of("abc", "cfg").len(), 1);

@@ -37,10 +37,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use oect_plugin_api::abi::{Channel, Source};
 use sha2::{Digest, Sha256};
 
 use crate::config::FeatureConfig;
-use crate::graph::{FeatureGraph, Input, Source};
+use crate::graph::{FeatureGraph, Input};
 use crate::sink::{ExperimentKey, OutputMeta, PluginMeta, Sink, StepError, FORMAT_VERSION};
 use crate::source::{Experiment, ExperimentInfo, SourceError, StepBlock};
 use compute::Part;
@@ -109,7 +110,8 @@ pub struct RunOptions {
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
     /// Written; `step_errors` cells are NaN because a step failed, `no_fit_steps` because
-    /// the step has no result ("no fit: …"), and `nonfinite_steps` values hold NaN or ±inf.
+    /// the step has no result ("no fit": failure kind `no_result`), and `nonfinite_steps`
+    /// values hold NaN or ±inf; `failed_by_kind` splits `step_errors` by failure kind.
     /// Counts cover every feature, derived ones included. `seconds` is the wall time from
     /// opening the file to writing its table (experiments overlap in step mode, so these
     /// add up to more than the run's time).
@@ -121,6 +123,7 @@ pub enum Outcome {
         step_errors: usize,
         no_fit_steps: usize,
         nonfinite_steps: usize,
+        failed_by_kind: BTreeMap<String, usize>,
         errors: Vec<StepError>,
     },
     /// An up-to-date output already exists; the counts are those it records.
@@ -130,6 +133,7 @@ pub enum Outcome {
         step_errors: usize,
         no_fit_steps: usize,
         nonfinite_steps: usize,
+        failed_by_kind: BTreeMap<String, usize>,
     },
     /// Nothing written; `reason` says why.
     Failed { input: PathBuf, reason: String },
@@ -311,15 +315,17 @@ fn chunk_ranges(
         .collect()
 }
 
-/// Steps `range` of one data source (in a worker process).
+/// Steps `range` of one data source with `channels`, the ones the graph reads (in a
+/// worker process).
 fn read_block(
     exp: &Experiment,
     source: Source,
     range: Range<usize>,
+    channels: &[Channel],
 ) -> Result<StepBlock, SourceError> {
     match source {
         Source::Transfer => exp.read_transfer(range),
-        Source::Transient => exp.read_transient(range),
+        Source::Transient => exp.read_transient(range, channels),
     }
 }
 
@@ -337,27 +343,30 @@ pub fn source_hash(path: &Path) -> Result<String, String> {
 }
 
 impl Ctx {
-    /// Decides whether an opened experiment needs computing, and how it is cut.
+    /// Decides whether an opened experiment needs computing, and how it is cut; if not,
+    /// what became of it (boxed: an outcome is large, and most files do need computing).
     fn admit(
         &self,
         exp: ExperimentInfo,
         source_hash: String,
         started: Instant,
-    ) -> Result<Prepared, Outcome> {
+    ) -> Result<Prepared, Box<Outcome>> {
         let path = exp.path.clone();
         let path = path.as_path();
-        let failed = |reason: String| Outcome::Failed {
-            input: path.to_path_buf(),
-            reason,
+        let failed = |reason: String| {
+            Box::new(Outcome::Failed {
+                input: path.to_path_buf(),
+                reason,
+            })
         };
         let wanted =
             |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
         if !wanted(&self.opts.chip_id, &exp.chip_id)
             || !wanted(&self.opts.device_id, &exp.device_id)
         {
-            return Err(Outcome::Filtered {
+            return Err(Box::new(Outcome::Filtered {
                 input: path.to_path_buf(),
-            });
+            }));
         }
         let id = format!("{}-{}", exp.chip_id, exp.device_id);
         let key = experiment_key(&exp);
@@ -407,13 +416,14 @@ impl Ctx {
         if !self.opts.force {
             if let Some((output, meta)) = self.sink.up_to_date(&key, &source_hash) {
                 let c = meta.counts();
-                return Err(Outcome::Skipped {
+                return Err(Box::new(Outcome::Skipped {
                     input: path.to_path_buf(),
                     output,
                     step_errors: c.failed_steps,
                     no_fit_steps: c.no_fit_steps,
                     nonfinite_steps: c.nonfinite_values,
-                });
+                    failed_by_kind: c.failed_by_kind,
+                }));
             }
         }
         let layout = table::row_layout(
@@ -448,12 +458,6 @@ impl Ctx {
     fn write(&self, src: &TableSource, columns: Vec<Option<Part>>, started: Instant) -> Outcome {
         let assembled = table::assemble(&self.graph, columns, &src.layout);
         let rows = assembled.table.rows();
-        let sum = |m: &BTreeMap<String, usize>| m.values().sum::<usize>();
-        let (step_errors, no_fit_steps, nonfinite_steps) = (
-            sum(&assembled.feature_errors),
-            sum(&assembled.feature_no_fit),
-            sum(&assembled.feature_nonfinite),
-        );
         let features = table::feature_meta(&self.graph);
         let mut units: BTreeMap<String, String> = features
             .iter()
@@ -500,18 +504,21 @@ impl Ctx {
             features,
             feature_errors: assembled.feature_errors,
             feature_no_fit: assembled.feature_no_fit,
+            feature_failures: assembled.feature_failures,
             feature_nonfinite: assembled.feature_nonfinite,
             errors: assembled.errors.iter().take(100).cloned().collect(),
         };
+        let counts = meta.counts();
         match self.sink.write(&src.key, &assembled.table, &meta) {
             Ok(output) => Outcome::Written {
                 input: src.input.clone(),
                 output,
                 rows,
                 seconds: started.elapsed().as_secs_f64(),
-                step_errors,
-                no_fit_steps,
-                nonfinite_steps,
+                step_errors: counts.failed_steps,
+                no_fit_steps: counts.no_fit_steps,
+                nonfinite_steps: counts.nonfinite_values,
+                failed_by_kind: counts.failed_by_kind,
                 errors: assembled.errors,
             },
             Err(e) => Outcome::Failed {

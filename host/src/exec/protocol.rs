@@ -18,7 +18,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::compute::Part;
+use oect_plugin_api::FailureKind;
+
+use super::compute::{Failure, Part};
 use crate::graph::Source;
 use crate::source::{ExperimentInfo, Overview};
 
@@ -39,6 +41,7 @@ pub struct ConfigText {
 /// within `source`; replies name ranges by their position in the request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRange {
+    #[serde(with = "source_name")]
     pub source: Source,
     pub index: usize,
     pub start: usize,
@@ -51,12 +54,31 @@ impl StepRange {
     }
 }
 
-/// A (node, step) call the worker must not make; it records `message` as that step's
-/// error instead (a known casualty, or one that already cost a worker in this run).
+/// A data source by its name (`transfer`, `transient`).
+mod source_name {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::graph::Source;
+
+    pub fn serialize<S: Serializer>(source: &Source, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(source.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
+        let name = String::deserialize(d)?;
+        Source::parse(&name).ok_or_else(|| D::Error::custom(format!("no data source '{name}'")))
+    }
+}
+
+/// A (node, step) call the worker must not make; it records a failure of `kind` with
+/// `message` for that step instead (a known casualty, or one that already cost a worker in
+/// this run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skip {
     pub node: usize,
     pub step: usize,
+    #[serde(with = "crate::sink::failure_kind")]
+    pub kind: FailureKind,
     pub message: String,
 }
 
@@ -171,7 +193,7 @@ pub enum Reply {
         node: usize,
         first: usize,
         shapes: Vec<Option<Vec<u64>>>,
-        errors: Vec<(usize, String)>,
+        failures: Vec<Failure>,
         /// Time spent computing it.
         seconds: f64,
     },
@@ -250,7 +272,7 @@ pub fn part_reply(
             node,
             first: part.first,
             shapes: part.shapes,
-            errors: part.errors,
+            failures: part.failures,
             seconds,
         },
         part.values,
@@ -261,7 +283,7 @@ pub fn part_reply(
 pub fn part_from(
     first: usize,
     shapes: Vec<Option<Vec<u64>>>,
-    errors: Vec<(usize, String)>,
+    failures: Vec<Failure>,
     values: Vec<f64>,
 ) -> Option<Part> {
     let mut offsets = Vec::with_capacity(shapes.len() + 1);
@@ -275,7 +297,7 @@ pub fn part_from(
         values,
         offsets,
         shapes,
-        errors,
+        failures,
     })
 }
 
@@ -290,7 +312,11 @@ mod tests {
             values: vec![1.5, f64::NAN, -0.0, 4.0, 5.0],
             offsets: vec![0, 1, 1, 5],
             shapes: vec![Some(vec![]), None, Some(vec![2, 2])],
-            errors: vec![(8, "bad step".into())],
+            failures: vec![Failure {
+                step: 8,
+                kind: FailureKind::Crashed,
+                message: "bad step".into(),
+            }],
         };
         let (reply, payload) = part_reply(3, 1, 2, part.clone(), 0.5);
         let mut bytes = Vec::new();
@@ -304,17 +330,17 @@ mod tests {
             node,
             first,
             shapes,
-            errors,
+            failures,
             ..
         } = back
         else {
             panic!("not a part: {back:?}")
         };
         assert_eq!((task, range, node), (3, 1, 2));
-        let got = part_from(first, shapes, errors, values).unwrap();
+        let got = part_from(first, shapes, failures, values).unwrap();
         assert_eq!(got.offsets, part.offsets);
         assert_eq!(got.shapes, part.shapes);
-        assert_eq!(got.errors, part.errors);
+        assert_eq!(got.failures, part.failures);
         let bits = |p: &Part| p.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&part));
         assert!(matches!(

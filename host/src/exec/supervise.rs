@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use oect_plugin_api::FailureKind;
+
 use super::compute::Part;
 use super::journal::{Journal, Key};
 use super::pool::{Event, Pool};
@@ -561,11 +563,11 @@ impl Supervisor<'_> {
                 node,
                 first,
                 shapes,
-                errors,
+                failures,
                 seconds,
             } => {
                 timed(self.ctx, Phase::Extract, seconds);
-                let Some(part) = protocol::part_from(first, shapes, errors, payload) else {
+                let Some(part) = protocol::part_from(first, shapes, failures, payload) else {
                     return;
                 };
                 self.part(slot, task, range, node, part);
@@ -614,7 +616,7 @@ impl Supervisor<'_> {
                 }
                 self.exps.remove(&input);
                 self.close(&outcome_input(&outcome));
-                self.settle(outcome);
+                self.settle(*outcome);
                 return;
             }
         };
@@ -654,6 +656,7 @@ impl Supervisor<'_> {
                 skips.push(Skip {
                     node,
                     step,
+                    kind: k.kind,
                     message: format!(
                         "not run: this call took a worker down in {} earlier runs ({}); --force retries it",
                         k.runs, k.cause
@@ -773,7 +776,11 @@ impl Supervisor<'_> {
             let mut column: Option<Part> = None;
             for step in full.clone() {
                 let one = steps.remove(&(node, step)).unwrap_or_else(|| {
-                    Part::failed(step, "lost: the worker ended before computing it".into())
+                    Part::failed(
+                        step,
+                        FailureKind::Crashed,
+                        "lost: the worker ended before computing it".into(),
+                    )
                 });
                 match column.as_mut() {
                     Some(col) => col.append(&one),
@@ -843,8 +850,12 @@ impl Supervisor<'_> {
             return;
         };
         if casualty {
-            self.journal
-                .record(file_key(&exp.source_hash), &exp.path, &reason);
+            self.journal.record(
+                file_key(&exp.source_hash),
+                &exp.path,
+                FailureKind::Crashed,
+                &reason,
+            );
             self.casualties.push(Casualty {
                 input: exp.path.clone(),
                 feature: None,
@@ -978,19 +989,21 @@ impl Supervisor<'_> {
                                 Some((Activity::Call, _, Some(n), Some(s), secs)) => Some((
                                     n,
                                     s,
+                                    FailureKind::Timeout,
                                     format!("no answer within {secs} s (--step-timeout); the worker was ended"),
                                 )),
                                 _ => calling
                                     .filter(|(t, _, _)| isolate && *t == task)
-                                    .map(|(_, n, s)| (n, s, format!("took the worker process down: {cause}"))),
+                                    .map(|(_, n, s)| (n, s, FailureKind::Crashed, format!("took the worker process down: {cause}"))),
                             };
                             match culprit {
-                                Some((node, step, message)) => {
-                                    self.casualty(job.input, node, step, &message);
+                                Some((node, step, kind, message)) => {
+                                    self.casualty(job.input, node, step, kind, &message);
                                     let mut skip = skip.clone();
                                     skip.push(Skip {
                                         node,
                                         step,
+                                        kind,
                                         message,
                                     });
                                     let mut resumed = r.clone();
@@ -1056,7 +1069,7 @@ impl Supervisor<'_> {
     }
 
     /// An extractor call took a worker down (or hung).
-    fn casualty(&mut self, input: usize, node: usize, step: usize, cause: &str) {
+    fn casualty(&mut self, input: usize, node: usize, step: usize, kind: FailureKind, cause: &str) {
         let Some(exp) = self.exps.get_mut(&input) else {
             return;
         };
@@ -1071,7 +1084,7 @@ impl Supervisor<'_> {
             feature: Some(feature.clone()),
             step: Some(step),
         };
-        self.journal.record(key, &exp.path, cause);
+        self.journal.record(key, &exp.path, kind, cause);
         self.casualties.push(Casualty {
             input: exp.path.clone(),
             feature: Some(feature),

@@ -14,17 +14,17 @@
 //! operations keep and reductions skip.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use ndarray::{ArrayViewD, IxDyn};
-use oect_plugin_api::Dim;
+use oect_plugin_api::abi::Source;
+use oect_plugin_api::{Dim, FailureKind};
 
 use super::compute::Part;
-use crate::graph::expr::{Cell, Column, OutCell};
-use crate::graph::{FeatureGraph, Input, Node, Op, Rows, Source};
+use crate::graph::expr::{Cell, Column, Failure, OutCell};
+use crate::graph::{FeatureGraph, Input, Node, Op, Rows};
 use crate::sink::{
-    ColumnKind, FeatureColumns, FeatureData, FeatureMeta, RowKeys, StepError, Table, Values, NO_FIT,
+    ColumnKind, FeatureColumns, FeatureData, FeatureMeta, RowKeys, StepError, Table, Values,
 };
 use crate::source::StepRecord;
 
@@ -256,10 +256,12 @@ pub fn row_layout(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assembled {
     pub table: Table,
-    /// Per feature: failed steps (not counting "no fit"), steps without a result, and
-    /// steps whose value holds NaN or ±inf.
+    /// Per feature: failed steps (any kind but `no_result`), steps without a result
+    /// ("no fit"), steps without a value by failure kind, and steps whose value holds NaN
+    /// or ±inf.
     pub feature_errors: BTreeMap<String, usize>,
     pub feature_no_fit: BTreeMap<String, usize>,
+    pub feature_failures: BTreeMap<String, BTreeMap<String, usize>>,
     pub feature_nonfinite: BTreeMap<String, usize>,
     /// Every failed and no-fit step, in feature order.
     pub errors: Vec<StepError>,
@@ -279,22 +281,21 @@ impl NodeValues {
         }
     }
 
-    /// Step `k`: its shape and values, or the failure message (`Err(None)`: absent).
+    /// Step `k`: its shape and values, or its failure (`Err(None)`: absent).
     fn step(
         &self,
         k: usize,
-        errors: &[Option<&str>],
-    ) -> Result<(Vec<usize>, &[f64]), Option<String>> {
+        failures: &[Option<Failure>],
+    ) -> Result<(Vec<usize>, &[f64]), Option<Failure>> {
         match self {
             NodeValues::Part(p) => match p.step(k) {
                 Some((shape, v)) => Ok((shape.iter().map(|&d| d as usize).collect(), v)),
                 None => Err(Some(
-                    errors
+                    failures
                         .get(k)
-                        .copied()
+                        .cloned()
                         .flatten()
-                        .unwrap_or("failed")
-                        .to_string(),
+                        .unwrap_or_else(|| "failed".to_string().into()),
                 )),
             },
             NodeValues::Cells(c) => match &c[k] {
@@ -302,19 +303,26 @@ impl NodeValues {
                     a.shape().to_vec(),
                     a.as_slice().expect("owned results are in standard layout"),
                 )),
-                OutCell::Failed(m) => Err(Some(m.to_string())),
+                OutCell::Failed(f) => Err(Some(f.clone())),
                 OutCell::Absent => Err(None),
             },
         }
     }
 }
 
-/// What a derived feature sees at a step where its input has no value.
-fn input_failure(input: &str, message: &str) -> Arc<str> {
-    if message.starts_with(NO_FIT) {
-        format!("{NO_FIT}input '{input}' has no result at this step").into()
+/// What a derived feature sees at a step where its input has no value: no result where
+/// the input has none, otherwise a failed input.
+fn input_failure(input: &str, failure: &Failure) -> Failure {
+    if failure.kind == FailureKind::NoResult {
+        Failure {
+            kind: FailureKind::NoResult,
+            message: format!("no fit: input '{input}' has no result at this step").into(),
+        }
     } else {
-        format!("input '{input}' failed at this step").into()
+        Failure {
+            kind: FailureKind::InputFailed,
+            message: format!("input '{input}' failed at this step").into(),
+        }
     }
 }
 
@@ -333,21 +341,25 @@ pub fn assemble(
         },
         feature_errors: BTreeMap::new(),
         feature_no_fit: BTreeMap::new(),
+        feature_failures: BTreeMap::new(),
         feature_nonfinite: BTreeMap::new(),
         errors: Vec::new(),
     };
     let mut values: Vec<Option<NodeValues>> = (0..graph.nodes.len()).map(|_| None).collect();
-    // Failure message per step of each extractor node.
-    let mut messages: Vec<Vec<Option<String>>> = vec![Vec::new(); graph.nodes.len()];
+    // The failure of each step of each extractor node.
+    let mut messages: Vec<Vec<Option<Failure>>> = vec![Vec::new(); graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
         let mut whole_failure = false;
         let v = match &node.op {
             Op::Extract(_) => {
                 let part = parts[i].take().expect("per-step column is complete");
                 let mut m = vec![None; part.len()];
-                for (step, message) in &part.errors {
-                    if let Some(slot) = m.get_mut(step - part.first) {
-                        *slot = Some(message.clone());
+                for f in &part.failures {
+                    if let Some(slot) = m.get_mut(f.step - part.first) {
+                        *slot = Some(Failure {
+                            kind: f.kind,
+                            message: f.message.as_str().into(),
+                        });
                     }
                 }
                 messages[i] = m;
@@ -374,14 +386,12 @@ pub fn assemble(
                         };
                         let input = &graph.nodes[*j];
                         let vals = values[*j].as_ref().expect("inputs come first");
-                        let errs: Vec<Option<&str>> =
-                            messages[*j].iter().map(|m| m.as_deref()).collect();
-                        let cell = |k: usize| match vals.step(k, &errs) {
+                        let cell = |k: usize| match vals.step(k, &messages[*j]) {
                             Ok((shape, data)) => Cell::Value(
                                 ArrayViewD::from_shape(IxDyn(&shape), data)
                                     .expect("shape matches the values"),
                             ),
-                            Err(Some(m)) => Cell::Failed(input_failure(&input.name, &m)),
+                            Err(Some(f)) => Cell::Failed(input_failure(&input.name, &f)),
                             Err(None) => Cell::Absent,
                         };
                         let cells = match (node.rows, input.rows) {
@@ -403,6 +413,7 @@ pub fn assemble(
                         out.errors.push(StepError {
                             feature: node.name.clone(),
                             step: None,
+                            kind: FailureKind::InvalidInput,
                             message: message.clone(),
                         });
                         NodeValues::Cells(vec![OutCell::Failed(message.into()); domain])
@@ -423,21 +434,26 @@ fn count(
     out: &mut Assembled,
     node: &Node,
     v: &NodeValues,
-    messages: &[Option<String>],
+    failures: &[Option<Failure>],
     whole_failure: bool,
 ) {
     let (mut errors, mut no_fit, mut nonfinite) = (0, 0, 0);
-    let mut record = |step: usize, message: &str, out: &mut Assembled| {
-        if message.starts_with(NO_FIT) {
-            no_fit += 1;
-        } else {
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut record = |step: usize, failure: &Failure, out: &mut Assembled| {
+        if failure.kind.is_fault() {
             errors += 1;
+        } else {
+            no_fit += 1;
         }
+        *by_kind
+            .entry(failure.kind.as_str().to_string())
+            .or_default() += 1;
         if !whole_failure {
             out.errors.push(StepError {
                 feature: node.name.clone(),
                 step: Some(step),
-                message: message.to_string(),
+                kind: failure.kind,
+                message: failure.message.to_string(),
             });
         }
     };
@@ -448,16 +464,14 @@ fn count(
                     Some((_, data)) => {
                         nonfinite += usize::from(data.iter().any(|x| !x.is_finite()))
                     }
-                    None => record(
-                        p.first + k,
-                        messages
+                    None => {
+                        let failure = failures
                             .get(k)
                             .cloned()
                             .flatten()
-                            .as_deref()
-                            .unwrap_or("failed"),
-                        out,
-                    ),
+                            .unwrap_or_else(|| "failed".to_string().into());
+                        record(p.first + k, &failure, out)
+                    }
                 }
             }
         }
@@ -465,7 +479,7 @@ fn count(
             for (k, c) in cells.iter().enumerate() {
                 match c {
                     OutCell::Value(a) => nonfinite += usize::from(a.iter().any(|x| !x.is_finite())),
-                    OutCell::Failed(m) => record(k, m, out),
+                    OutCell::Failed(f) => record(k, f, out),
                     OutCell::Absent => {}
                 }
             }
@@ -473,6 +487,7 @@ fn count(
     }
     out.feature_errors.insert(node.name.clone(), errors);
     out.feature_no_fit.insert(node.name.clone(), no_fit);
+    out.feature_failures.insert(node.name.clone(), by_kind);
     out.feature_nonfinite.insert(node.name.clone(), nonfinite);
 }
 
@@ -485,7 +500,7 @@ fn place(node: &Node, v: &NodeValues, layout: &RowLayout) -> FeatureData {
         components: node.components.clone(),
     };
     let n_rows = layout.rows.len();
-    let no_errors: [Option<&str>; 0] = [];
+    let no_errors: [Option<Failure>; 0] = [];
     // The node's own step (or row) shown in table row r.
     let own = |r: usize| match node.rows {
         Rows::Aligned => Some(r),

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-use super::compute::{self, Part, Watch};
+use super::compute::{self, Part, Recorded, Watch};
 use super::protocol::{self, Activity, ConfigText, Reply, Request, Skip, StepRange};
-use crate::graph::{FeatureGraph, Input, Op, Rows};
+use crate::graph::{FeatureGraph, Input, Op, Rows, Source};
 use crate::plugins::Registry;
-use crate::source::{Experiment, Sampling, StepBlock};
+use crate::source::{Experiment, StepBlock};
 
 /// Exit status of a worker its watchdog ended.
 pub const EXIT_TIMEOUT: i32 = 75;
@@ -275,15 +275,25 @@ fn watchdog(worker: &Worker, out: &Out, slots: &[Slot; 2]) {
 /// An experiment this worker has open.
 struct OpenExp {
     exp: Experiment,
-    sampling: Vec<Option<Sampling>>,
 }
 
 impl OpenExp {
     fn open(path: &std::path::Path) -> Result<OpenExp, String> {
         let exp = Experiment::open(path).map_err(|e| e.message)?;
-        let n = exp.transient.as_ref().map_or(0, |t| t.steps.len());
-        let sampling = (0..n).map(|s| exp.transient_sampling(s)).collect();
-        Ok(OpenExp { exp, sampling })
+        Ok(OpenExp { exp })
+    }
+
+    /// What the file records about the steps of `source`, for the step contexts;
+    /// `experiment` is `chip-device`.
+    fn recorded<'a>(&'a self, experiment: &'a str, source: Source) -> Recorded<'a> {
+        Recorded {
+            experiment,
+            steps: match source {
+                Source::Transfer => &self.exp.transfer_steps,
+                Source::Transient => &self.exp.transient_steps,
+            },
+            attributes: &self.exp.attrs,
+        }
     }
 }
 
@@ -412,6 +422,7 @@ fn io_thread(
                     },
                     &[],
                 );
+                let graph = worker.graph.as_ref().expect("checked above");
                 let exp = match get(&mut open, task, &path) {
                     Ok(e) => e,
                     Err(message) => {
@@ -443,7 +454,8 @@ fn io_thread(
                     // This thread is the only one reading `exp`, so the difference of its
                     // counter is this read's.
                     let before = exp.exp.read_fallbacks();
-                    let block = super::read_block(&exp.exp, r.source, r.steps());
+                    let block =
+                        super::read_block(&exp.exp, r.source, r.steps(), &graph.channels(r.source));
                     let fallbacks = exp.exp.read_fallbacks().saturating_sub(before);
                     let seconds = start.elapsed().as_secs_f64();
                     slot.set(None);
@@ -633,15 +645,8 @@ fn node_part(
     watch: &dyn Watch,
 ) -> Part {
     if graph.nodes[node].inputs == [Input::Source(r.source)] {
-        compute::source_chunk(
-            graph,
-            node,
-            r.source,
-            block,
-            &job.experiment,
-            &exp.sampling,
-            watch,
-        )
+        let recorded = exp.recorded(&job.experiment, r.source);
+        compute::source_chunk(graph, node, r.source, block, recorded, watch)
     } else {
         let inputs: Vec<&Part> = graph.nodes[node]
             .inputs
@@ -651,7 +656,8 @@ fn node_part(
                 Input::Source(_) => None,
             })
             .collect();
-        compute::derived_chunk(graph, node, &inputs, r.steps(), &job.experiment, watch)
+        let recorded = exp.recorded(&job.experiment, r.source);
+        compute::derived_chunk(graph, node, &inputs, r.steps(), recorded, watch)
     }
 }
 
@@ -667,14 +673,7 @@ fn step_by_step(
     skips: &[&Skip],
     watch: &dyn Watch,
 ) -> Vec<(usize, Part)> {
-    let k = step - block.first_step;
-    let (x, y) = block.step(k);
-    let one = StepBlock {
-        first_step: step,
-        offsets: vec![0, x.len()],
-        x: x.to_vec(),
-        y: y.to_vec(),
-    };
+    let one = block.single(step - block.first_step);
     let single = StepRange {
         source: r.source,
         index: r.index,
@@ -685,7 +684,7 @@ fn step_by_step(
     let mut parts = Vec::new();
     for node in nodes_of(graph, r) {
         let part = match skips.iter().find(|s| s.node == node && s.step == step) {
-            Some(s) => Part::failed(step, s.message.clone()),
+            Some(s) => Part::failed(step, s.kind, s.message.clone()),
             None => node_part(graph, node, &single, &one, job, exp, &done, watch),
         };
         done[node] = Some(part.clone());

@@ -15,39 +15,15 @@ pub mod expr;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use oect_plugin_api::{Dim, InputKind};
+/// The data sources are the plugin API's: the host and plugins name them alike.
+pub use oect_plugin_api::abi::Source;
+use oect_plugin_api::abi::{Channel, InputKind};
+use oect_plugin_api::Dim;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, FeatureConfig, FeatureKind};
 use crate::plugins::{Extractor, Registry};
 use expr::{Expr, Extent};
-
-/// A measured data source.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Transfer,
-    Transient,
-}
-
-impl Source {
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Transfer => "transfer",
-            Source::Transient => "transient",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Source> {
-        match name {
-            "transfer" => Some(Source::Transfer),
-            "transient" => Some(Source::Transient),
-            _ => None,
-        }
-    }
-}
 
 /// Where a node reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +154,23 @@ impl FeatureGraph {
         s.sort();
         s.dedup();
         s
+    }
+
+    /// The channels of `source` that its per-step nodes read: the reader decodes only these.
+    pub fn channels(&self, source: Source) -> Vec<Channel> {
+        let mut c: Vec<Channel> = self
+            .nodes
+            .iter()
+            .filter(|n| n.inputs == [Input::Source(source)])
+            .filter_map(|n| match &n.op {
+                Op::Extract(e) => Some(e.channels.iter().copied()),
+                Op::Func(_) => None,
+            })
+            .flatten()
+            .collect();
+        c.sort();
+        c.dedup();
+        c
     }
 
     /// Builds and validates the graph of `config` against the loaded plugins.
@@ -406,21 +399,14 @@ fn topological_order(inputs: &[Vec<Input>]) -> Result<Vec<usize>, Vec<usize>> {
 /// The rows of an extractor node, checking that its inputs fit its input kind.
 fn extractor_rows(kind: InputKind, inputs: &[Input], nodes: &[Node]) -> Result<Source, String> {
     match kind {
-        InputKind::Transfer | InputKind::Transient => {
-            let want = if kind == InputKind::Transfer {
-                Source::Transfer
-            } else {
-                Source::Transient
-            };
-            match inputs {
-                [Input::Source(s)] if *s == want => Ok(want),
-                _ => Err(format!(
-                    "this extractor reads the '{}' data source; set `input: {}`",
-                    want.name(),
-                    want.name()
-                )),
-            }
-        }
+        InputKind::Source(want) => match inputs {
+            [Input::Source(s)] if *s == want => Ok(want),
+            _ => Err(format!(
+                "this extractor reads the '{}' data source; set `input: {}`",
+                want.name(),
+                want.name()
+            )),
+        },
         InputKind::Features => {
             let mut rows = None;
             for inp in inputs {

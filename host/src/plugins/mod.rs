@@ -6,7 +6,10 @@
 //! In the explicit folders every shared library is tried; in the executable's folders
 //! only `liboect_*` libraries are, so unrelated libraries next to the binary are not
 //! probed. A library that is not a plugin, or was built against an incompatible
-//! `oect-plugin-api`, is reported in one line and skipped.
+//! `oect-plugin-api`, is reported in one line and skipped. Compatibility is the version
+//! policy of [`oect_plugin_api::check_api_version`] (0.x: the same minor), checked against
+//! the API version the library's header declares before anything of it runs; then
+//! abi_stable checks the layout of every type that crosses the boundary.
 //!
 //! When two libraries offer the same extractor name, the one found first wins (so a
 //! `--plugin-dir` can override a built-in) and a warning names both libraries.
@@ -17,15 +20,74 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RResult, RStr};
-use oect_plugin_api::{Dim, ExtractorBox, FeatureValue, InputKind, PluginRef, StepInput};
+use oect_plugin_api::abi::{Channel, Example, Expected, ExtractorBox, InputKind, StepInput};
+use oect_plugin_api::{Dim, ExtractorInfo, FeatureValue, PluginRef, StepFailure};
 
 /// Parameter description of an extractor, as the plugin declares it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ParamDoc {
     pub name: String,
+    /// The type, e.g. `one of: forward, reverse, both`.
     pub kind: String,
+    /// The accepted values in words, with limits, e.g. `non-negative integer ≥ 2`.
+    pub accepts: String,
+    pub nullable: bool,
+    /// Default as JSON text.
     pub default: String,
     pub doc: String,
+}
+
+/// An example declared on an extractor: input → expected output.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExampleDoc {
+    pub description: String,
+    /// The parameters that differ from the defaults.
+    pub params: serde_json::Value,
+    /// The samples of each channel, by the view's field name, in the extractor's order.
+    #[serde(serialize_with = "as_map")]
+    pub inputs: Vec<(&'static str, Vec<f64>)>,
+    /// The expected value (e.g. `0.002` or `[2, 1]`), or `no_result` and the like.
+    pub expected: String,
+}
+
+impl ExampleDoc {
+    fn new(example: &Example, channels: &[Channel]) -> ExampleDoc {
+        ExampleDoc {
+            description: example.description.to_string(),
+            params: serde_json::from_str(&example.params_json).unwrap_or_default(),
+            inputs: channels
+                .iter()
+                .zip(&example.arrays)
+                .map(|(c, a)| (c.field(), a.to_vec()))
+                .collect(),
+            expected: match &example.expected {
+                Expected::Value { value, .. } => value_text(value),
+                Expected::Failure(kind) => kind.as_str().to_string(),
+            },
+        }
+    }
+}
+
+fn as_map<S: serde::Serializer>(inputs: &[(&str, Vec<f64>)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(inputs.iter().map(|(k, v)| (k, v)))
+}
+
+/// A number as a short text: `0.25`, `-6.25e-3`, `1e-9`.
+pub fn number_text(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || (1e-3..1e6).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// A value as a short text: `2e-3`, `[2, 1]`.
+fn value_text(v: &FeatureValue) -> String {
+    let values: Vec<String> = v.data.iter().map(|x| number_text(*x)).collect();
+    match v.shape.as_slice() {
+        [] => values.join(""),
+        _ => format!("[{}]", values.join(", ")),
+    }
 }
 
 /// An extractor offered by a loaded plugin.
@@ -34,15 +96,81 @@ pub struct ExtractorDoc {
     pub name: String,
     #[serde(serialize_with = "input_kind_name")]
     pub input: InputKind,
+    /// The measured channels it reads, in the order it gets them (empty for features).
+    #[serde(serialize_with = "channel_fields")]
+    pub channels: Vec<Channel>,
     pub description: String,
     pub unit: String,
     pub params: Vec<ParamDoc>,
+    pub examples: Vec<ExampleDoc>,
     /// Name of the plugin that provides it.
     pub plugin: String,
 }
 
+impl ExtractorDoc {
+    /// The description of `info`, or why it is unusable (a declared input that the host
+    /// cannot feed).
+    fn new(info: &ExtractorInfo, plugin: &str) -> Result<ExtractorDoc, String> {
+        let channels: Vec<Channel> = info.channels.to_vec();
+        match info.input {
+            InputKind::Source(source) if channels.is_empty() => {
+                return Err(format!("reads {} but declares no channel", source.name()))
+            }
+            InputKind::Source(source) if channels.iter().any(|c| c.source() != source) => {
+                return Err(format!(
+                    "declares channels of another source than {}",
+                    source.name()
+                ))
+            }
+            InputKind::Features if !channels.is_empty() => {
+                return Err("reads features but declares measured channels".into())
+            }
+            _ => {}
+        }
+        Ok(ExtractorDoc {
+            name: info.name.to_string(),
+            input: info.input,
+            description: info.description.to_string(),
+            unit: info.unit.to_string(),
+            params: info
+                .params
+                .iter()
+                .map(|p| ParamDoc {
+                    name: p.name.to_string(),
+                    kind: p.kind.to_string(),
+                    accepts: p.accepts(),
+                    nullable: p.nullable,
+                    default: p.default_json.to_string(),
+                    doc: p.doc.to_string(),
+                })
+                .collect(),
+            examples: info
+                .examples
+                .iter()
+                .map(|e| ExampleDoc::new(e, &channels))
+                .collect(),
+            channels,
+            plugin: plugin.to_string(),
+        })
+    }
+
+    /// `transfer (vg, id)`, `features`.
+    pub fn reads(&self) -> String {
+        let fields: Vec<&str> = self.channels.iter().map(|c| c.field()).collect();
+        if fields.is_empty() {
+            self.input.as_str().to_string()
+        } else {
+            format!("{} ({})", self.input.as_str(), fields.join(", "))
+        }
+    }
+}
+
 fn input_kind_name<S: serde::Serializer>(k: &InputKind, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(k.as_str())
+}
+
+fn channel_fields<S: serde::Serializer>(c: &[Channel], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(c.iter().map(|c| c.field()))
 }
 
 /// A loaded plugin library.
@@ -73,14 +201,13 @@ pub struct Registry {
 pub struct Extractor {
     inner: ExtractorBox,
     pub shape: Vec<Dim>,
+    /// The measured channels it reads, in the order it takes them.
+    pub channels: Vec<Channel>,
 }
 
 impl Extractor {
-    pub fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-        match self.inner.extract_step(input) {
-            RResult::ROk(v) => Ok(v),
-            RResult::RErr(e) => Err(e.into_string()),
-        }
+    pub fn extract(&self, input: &StepInput<'_>) -> Result<FeatureValue, StepFailure> {
+        self.inner.extract_step(input).into_result()
     }
 }
 
@@ -199,22 +326,16 @@ impl Registry {
         let index = self.plugins.len();
         let mut names = Vec::new();
         for ex in (module.extractors())() {
-            let doc = ExtractorDoc {
-                name: ex.name.to_string(),
-                input: ex.input,
-                description: ex.description.to_string(),
-                unit: ex.unit.to_string(),
-                params: ex
-                    .params
-                    .iter()
-                    .map(|p| ParamDoc {
-                        name: p.name.to_string(),
-                        kind: p.kind.to_string(),
-                        default: p.default_json.to_string(),
-                        doc: p.doc.to_string(),
-                    })
-                    .collect(),
-                plugin: name.clone(),
+            let doc = match ExtractorDoc::new(&ex, &name) {
+                Ok(doc) => doc,
+                Err(why) => {
+                    self.warnings.push(format!(
+                        "{}: extractor {} skipped: {why}",
+                        path.display(),
+                        ex.name
+                    ));
+                    continue;
+                }
             };
             if let Some((other, _)) = self.extractors.get(&doc.name) {
                 self.warnings.push(format!(
@@ -262,7 +383,7 @@ impl Registry {
     /// Creates extractor `name` with `params` (a JSON object). Errors are the plugin's
     /// validation message, or a list of the available extractors for an unknown name.
     pub fn create(&self, name: &str, params: &serde_json::Value) -> Result<Extractor, String> {
-        let Some((plugin, _)) = self.extractors.get(name) else {
+        let Some((plugin, doc)) = self.extractors.get(name) else {
             let available: Vec<&str> = self.extractors.keys().map(String::as_str).collect();
             return Err(if available.is_empty() {
                 format!(
@@ -280,7 +401,12 @@ impl Registry {
         match (module.create())(RStr::from_str(name), RStr::from_str(&json)) {
             RResult::ROk(inner) => {
                 let shape = inner.output_shape().into_vec();
-                Ok(Extractor { inner, shape })
+                let channels = doc.channels.clone();
+                Ok(Extractor {
+                    inner,
+                    shape,
+                    channels,
+                })
             }
             RResult::RErr(e) => Err(e.into_string()),
         }
@@ -297,14 +423,11 @@ pub fn load_module(path: &Path) -> Result<PluginRef, String> {
         LibraryError::OpenError { err, .. } => format!("{shown}: skipped, cannot be loaded: {err}"),
         other => format!("{shown}: skipped: {}", one_line(&other.to_string())),
     })?;
+    // Before any of the library's code runs: abi_stable alone would accept a newer minor
+    // whose layout happens to match (or is not recorded).
+    oect_plugin_api::check_api_version(&header_version(header))
+        .map_err(|why| format!("{shown}: skipped, {why}"))?;
     header.init_root_module::<PluginRef>().map_err(|e| match e {
-        LibraryError::IncompatibleVersionNumber {
-            expected_version,
-            actual_version,
-            ..
-        } => format!(
-            "{shown}: skipped, built against oect-plugin-api {actual_version} but this host uses {expected_version}"
-        ),
         LibraryError::AbiInstability(_) | LibraryError::InvalidAbiHeader(_) => format!(
             "{shown}: skipped, incompatible plugin ABI (built against oect-plugin-api {}, host uses {}): {}",
             header_version(header),
@@ -354,6 +477,29 @@ mod tests {
         assert!(!is_library(Path::new(&lib), false));
         assert!(is_library(Path::new(&ours), false));
         assert!(!is_library(Path::new("liboect_x.rlib"), true));
+    }
+
+    #[test]
+    fn extractors_whose_input_the_host_cannot_feed_are_refused() {
+        use oect_plugin_api::abi::Source;
+        let info = |input, channels: Vec<Channel>| ExtractorInfo {
+            name: "x.y".into(),
+            input,
+            channels: channels.into(),
+            description: "d".into(),
+            unit: "".into(),
+            params: Default::default(),
+            examples: Default::default(),
+        };
+        let transient = InputKind::Source(Source::Transient);
+        let doc = ExtractorDoc::new(&info(transient, vec![Channel::Current]), "p").unwrap();
+        assert_eq!(doc.reads(), "transient (i)");
+        let e = ExtractorDoc::new(&info(transient, vec![Channel::Vg]), "p").unwrap_err();
+        assert!(e.contains("another source than transient"), "{e}");
+        assert!(ExtractorDoc::new(&info(transient, vec![]), "p").is_err());
+        assert!(ExtractorDoc::new(&info(InputKind::Features, vec![Channel::Id]), "p").is_err());
+        let doc = ExtractorDoc::new(&info(InputKind::Features, vec![]), "p").unwrap();
+        assert_eq!(doc.reads(), "features");
     }
 
     #[test]

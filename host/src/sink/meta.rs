@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use oect_plugin_api::FailureKind;
 use serde::{Deserialize, Serialize};
 
 /// Version of the output layout and metadata described in `docs/FORMAT.md`. Files without
 /// it (or with another) are from an older oect: never up to date, recomputed on the next run.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// A plugin library a config used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,17 +48,35 @@ pub struct FeatureMeta {
 pub struct StepError {
     pub feature: String,
     pub step: Option<usize>,
+    /// What kind of failure (`invalid_input`, `no_result`, `panic`, `timeout`, …).
+    #[serde(with = "failure_kind")]
+    pub kind: FailureKind,
     pub message: String,
 }
 
-/// Prefix of a step failure that means "the data has no such result" (a decay time of a
-/// step that does not decay) rather than "something went wrong". Counted apart from
-/// failures, and not a reason for a non-zero exit status.
-pub const NO_FIT: &str = "no fit: ";
-
 impl StepError {
+    /// "No fit": the data has no such result (a decay time of a step that does not
+    /// decay), not "something went wrong". Counted apart from failures, and not a reason
+    /// for a non-zero exit status.
     pub fn is_no_fit(&self) -> bool {
-        self.message.starts_with(NO_FIT)
+        !self.kind.is_fault()
+    }
+}
+
+/// A [`FailureKind`] by its name, as the plugin API spells it (in metadata and in the
+/// worker protocol).
+pub mod failure_kind {
+    use oect_plugin_api::FailureKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(kind: &FailureKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FailureKind, D::Error> {
+        let name = String::deserialize(d)?;
+        FailureKind::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown failure kind {name:?}")))
     }
 }
 
@@ -94,10 +113,12 @@ pub struct OutputMeta {
     /// Unit per column (where the config or the extractor gives one).
     pub units: BTreeMap<String, String>,
     pub features: Vec<FeatureMeta>,
-    /// Per feature: steps that failed (errors, not counting "no fit").
+    /// Per feature: steps that failed (any failure kind but `no_result`).
     pub feature_errors: BTreeMap<String, usize>,
-    /// Per feature: steps without a result ("no fit: …").
+    /// Per feature: steps without a result ("no fit": failure kind `no_result`).
     pub feature_no_fit: BTreeMap<String, usize>,
+    /// Per feature: steps without a value by failure kind (only kinds that occurred).
+    pub feature_failures: BTreeMap<String, BTreeMap<String, usize>>,
     /// Per feature: steps whose value holds NaN or ±inf (not counting failed steps).
     pub feature_nonfinite: BTreeMap<String, usize>,
     /// The first failed and no-fit steps, with their messages.
@@ -105,19 +126,28 @@ pub struct OutputMeta {
 }
 
 /// Totals over the features of one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Counts {
     pub failed_steps: usize,
     pub no_fit_steps: usize,
     pub nonfinite_values: usize,
+    /// The failed steps by failure kind (`panic`, `timeout`, …; not `no_result`).
+    pub failed_by_kind: BTreeMap<String, usize>,
 }
 
 impl OutputMeta {
     pub fn counts(&self) -> Counts {
+        let mut failed_by_kind: BTreeMap<String, usize> = BTreeMap::new();
+        for (kind, n) in self.feature_failures.values().flatten() {
+            if FailureKind::parse(kind).is_some_and(FailureKind::is_fault) {
+                *failed_by_kind.entry(kind.clone()).or_default() += n;
+            }
+        }
         Counts {
             failed_steps: self.feature_errors.values().sum(),
             no_fit_steps: self.feature_no_fit.values().sum(),
             nonfinite_values: self.feature_nonfinite.values().sum(),
+            failed_by_kind,
         }
     }
 }

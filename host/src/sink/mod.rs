@@ -39,7 +39,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 pub use meta::{
-    CollectedMeta, Counts, FeatureMeta, OutputMeta, PluginMeta, StepError, FORMAT_VERSION, NO_FIT,
+    failure_kind, CollectedMeta, Counts, FeatureMeta, OutputMeta, PluginMeta, StepError,
+    FORMAT_VERSION,
 };
 pub use table::{check_columns, ColumnKind, FeatureColumns, FeatureData, RowKeys, Table, Values};
 

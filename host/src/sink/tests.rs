@@ -75,6 +75,7 @@ fn meta(chip: &str, source_hash: &str, identity: &str) -> OutputMeta {
         features: Vec::new(),
         feature_errors: BTreeMap::from([("gm".into(), 1)]),
         feature_no_fit: BTreeMap::new(),
+        feature_failures: BTreeMap::new(),
         feature_nonfinite: BTreeMap::new(),
         errors: Vec::new(),
     }

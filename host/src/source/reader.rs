@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Attribute, Container, Dataset, File, Group, H5Type};
 
+use oect_plugin_api::abi::Channel;
+
 use super::chunked::{Measurement, Slab};
 use super::steps::{self, Sampling, StepRecord};
 
@@ -68,22 +70,22 @@ pub struct TransientLayout {
     pub total_points: usize,
 }
 
-/// Steps of one kind, stored flat for cache-friendly access: step k is `x[offsets[k]..offsets[k+1]]`.
+/// Steps of one kind, stored flat for cache-friendly access: the channels read, each with
+/// the samples of every step, step k at `offsets[k]..offsets[k + 1]` in every channel (so
+/// the channels of a step are equally long by construction).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepBlock {
     pub first_step: usize,
     pub offsets: Vec<usize>,
-    pub x: Vec<f64>,
-    pub y: Vec<f64>,
+    pub channels: Vec<(Channel, Vec<f64>)>,
 }
 
 impl StepBlock {
-    fn empty(first_step: usize) -> Self {
+    fn empty(first_step: usize, channels: &[Channel]) -> Self {
         Self {
             first_step,
             offsets: vec![0],
-            x: Vec::new(),
-            y: Vec::new(),
+            channels: channels.iter().map(|&c| (c, Vec::new())).collect(),
         }
     }
 
@@ -92,10 +94,29 @@ impl StepBlock {
         self.offsets.len() - 1
     }
 
-    /// `(x, y)` of the k-th step of the block (file step `first_step + k`).
-    pub fn step(&self, k: usize) -> (&[f64], &[f64]) {
-        let r = self.offsets[k]..self.offsets[k + 1];
-        (&self.x[r.clone()], &self.y[r])
+    /// Number of samples of the k-th step of the block (file step `first_step + k`).
+    pub fn len(&self, k: usize) -> usize {
+        self.offsets[k + 1] - self.offsets[k]
+    }
+
+    /// The k-th step alone, as a block of one step.
+    pub fn single(&self, k: usize) -> StepBlock {
+        let samples = self.offsets[k]..self.offsets[k + 1];
+        StepBlock {
+            first_step: self.first_step + k,
+            offsets: vec![0, samples.len()],
+            channels: self
+                .channels
+                .iter()
+                .map(|(c, data)| (*c, data[samples.clone()].to_vec()))
+                .collect(),
+        }
+    }
+
+    /// `channel`'s samples of the k-th step, if the block holds that channel.
+    pub fn samples(&self, channel: Channel, k: usize) -> Option<&[f64]> {
+        let (_, data) = self.channels.iter().find(|(c, _)| *c == channel)?;
+        Some(&data[self.offsets[k]..self.offsets[k + 1]])
     }
 }
 
@@ -297,16 +318,18 @@ impl Experiment {
         })
     }
 
-    /// Transfer steps `range`: x = Vg, y = Id, NaN-padding stripped per step (keep samples where
-    /// both are non-NaN, the predecessor reader's rule). Reads the whole range in ONE hyperslab call.
+    /// Transfer steps `range`: channels Vg and Id, NaN-padding stripped per step (keep samples
+    /// where both are non-NaN, the predecessor reader's rule, which needs both channels
+    /// whatever an extractor reads). Reads the whole range in ONE hyperslab call.
     pub fn read_transfer(&self, range: Range<usize>) -> Result<StepBlock, SourceError> {
+        const CHANNELS: [Channel; 2] = [Channel::Vg, Channel::Id];
         let (Some(layout), Some(ds)) = (&self.transfer, &self.transfer_data) else {
             return Err(self.error("the file has no transfer data"));
         };
         self.check_range(&range, layout.n_steps, "transfer")?;
         let p = layout.max_points;
         if range.is_empty() || p == 0 {
-            let mut block = StepBlock::empty(range.start);
+            let mut block = StepBlock::empty(range.start, &CHANNELS);
             block.offsets.resize(range.len() + 1, 0);
             return Ok(block);
         }
@@ -319,51 +342,68 @@ impl Experiment {
             .map_err(|e| self.error(format!("reading transfer steps {range:?}: {e}")))?
             .remove(0);
 
-        let mut block = StepBlock {
-            first_step: range.start,
-            offsets: Vec::with_capacity(range.len() + 1),
-            x: Vec::with_capacity(data.len() / 2),
-            y: Vec::with_capacity(data.len() / 2),
-        };
-        block.offsets.push(0);
+        let mut offsets = Vec::with_capacity(range.len() + 1);
+        let mut x = Vec::with_capacity(data.len() / 2);
+        let mut y = Vec::with_capacity(data.len() / 2);
+        offsets.push(0);
         for step in data.chunks_exact(2 * p) {
             let (vg, id) = step.split_at(p);
             for (&v, &i) in vg.iter().zip(id) {
                 if !v.is_nan() && !i.is_nan() {
-                    block.x.push(v);
-                    block.y.push(i);
+                    x.push(v);
+                    y.push(i);
                 }
             }
-            block.offsets.push(block.x.len());
+            offsets.push(x.len());
         }
-        Ok(block)
+        Ok(StepBlock {
+            first_step: range.start,
+            offsets,
+            channels: vec![(Channel::Vg, x), (Channel::Id, y)],
+        })
     }
 
-    /// Transient steps `range`: x = continuous_time, y = drain_current (original_time is not read:
-    /// rows 0 and 2 only). One hyperslab per row for the whole range.
-    pub fn read_transient(&self, range: Range<usize>) -> Result<StepBlock, SourceError> {
+    /// Transient steps `range`, with only `channels` read (`Time` is row 0,
+    /// `continuous_time`; `Current` row 2, `drain_current`): an extractor of the current
+    /// alone costs one row of chunks to decode, not two. One hyperslab per row for the
+    /// whole range.
+    pub fn read_transient(
+        &self,
+        range: Range<usize>,
+        channels: &[Channel],
+    ) -> Result<StepBlock, SourceError> {
         let (Some(layout), Some(ds)) = (&self.transient, &self.transient_data) else {
             return Err(self.error("the file has no transient data"));
         };
         self.check_range(&range, layout.steps.len(), "transient")?;
+        let rows: Vec<usize> = channels
+            .iter()
+            .map(|c| match c {
+                Channel::Time => Ok(0),
+                Channel::Current => Ok(2),
+                other => {
+                    Err(self.error(format!("transient steps have no {} channel", other.field())))
+                }
+            })
+            .collect::<Result<_, _>>()?;
         let steps = &layout.steps[range.clone()];
         // Steps are validated to be ordered and non-overlapping, so the range spans first..last.
         let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
-            return Ok(StepBlock::empty(range.start));
+            return Ok(StepBlock::empty(range.start, channels));
         };
         let span = first.start..last.end;
-        let (x, y) = if span.is_empty() {
-            (Vec::new(), Vec::new())
+        let data: Vec<Vec<f64>> = if span.is_empty() || rows.is_empty() {
+            vec![Vec::new(); rows.len()]
         } else {
-            let row = |row: usize| Slab {
-                start: vec![row, span.start],
-                count: vec![1, span.len()],
-            };
-            let mut rows = ds
-                .read(&[row(0), row(2)])
-                .map_err(|e| self.error(format!("reading transient steps {range:?}: {e}")))?;
-            let y = rows.pop().expect("two rows");
-            (rows.pop().expect("two rows"), y)
+            let slabs: Vec<Slab> = rows
+                .iter()
+                .map(|&row| Slab {
+                    start: vec![row, span.start],
+                    count: vec![1, span.len()],
+                })
+                .collect();
+            ds.read(&slabs)
+                .map_err(|e| self.error(format!("reading transient steps {range:?}: {e}")))?
         };
 
         let contiguous = steps.windows(2).all(|w| w[0].end == w[1].start);
@@ -373,17 +413,19 @@ impl Experiment {
             return Ok(StepBlock {
                 first_step: range.start,
                 offsets,
-                x,
-                y,
+                channels: channels.iter().copied().zip(data).collect(),
             });
         }
         // Gaps between steps (not written by csv2hdf, but allowed): copy each step out.
-        let mut block = StepBlock::empty(range.start);
+        let mut block = StepBlock::empty(range.start, channels);
         for s in steps {
             let local = s.start - span.start..s.end - span.start;
-            block.x.extend_from_slice(&x[local.clone()]);
-            block.y.extend_from_slice(&y[local]);
-            block.offsets.push(block.x.len());
+            for ((_, out), row) in block.channels.iter_mut().zip(&data) {
+                out.extend_from_slice(&row[local.clone()]);
+            }
+            block
+                .offsets
+                .push(block.offsets.last().copied().unwrap_or(0) + local.len());
         }
         Ok(block)
     }
@@ -420,7 +462,7 @@ impl Experiment {
         let transfer = match &self.transfer {
             Some(t) => {
                 let block = self.read_transfer(0..t.n_steps)?;
-                let min = (0..block.n_steps()).map(|k| block.step(k).0.len()).min();
+                let min = (0..block.n_steps()).map(|k| block.len(k)).min();
                 Some(TransferOverview {
                     steps: t.n_steps,
                     max_points: t.max_points,

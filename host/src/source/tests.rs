@@ -4,6 +4,8 @@ use hdf5::types::{FixedAscii, VarLenAscii, VarLenUnicode};
 use hdf5::{File, H5Type, Location};
 use serde_json::Value;
 
+use oect_plugin_api::abi::Channel;
+
 use super::chunked::{ChunkedF64, DirectError, Gaps, Measurement, Slab};
 use super::reader::FixedBytes;
 use super::*;
@@ -36,6 +38,31 @@ fn data_dir() -> PathBuf {
 
 fn truth(g: &Generated) -> Value {
     serde_json::from_slice(&std::fs::read(&g.truth_path).unwrap()).unwrap()
+}
+
+/// Both channels of a transient step, as the whole-file tests read them.
+const BOTH: [Channel; 2] = [Channel::Time, Channel::Current];
+
+/// A block's first two channels (Vg and Id, or time and current), step by step.
+trait Pair {
+    fn step(&self, k: usize) -> (&[f64], &[f64]);
+    fn x(&self) -> &[f64];
+    fn y(&self) -> &[f64];
+}
+
+impl Pair for StepBlock {
+    fn step(&self, k: usize) -> (&[f64], &[f64]) {
+        let channel = |i: usize| self.samples(self.channels[i].0, k).expect("read");
+        (channel(0), channel(1))
+    }
+
+    fn x(&self) -> &[f64] {
+        &self.channels[0].1
+    }
+
+    fn y(&self) -> &[f64] {
+        &self.channels[1].1
+    }
 }
 
 fn lengths(block: &StepBlock) -> Vec<usize> {
@@ -141,14 +168,14 @@ fn round_trip_attributes_names_and_layout() {
         assert_eq!((block.first_step, lengths(&block)), (0, tr_len.clone()));
         let transient = exp.transient.clone().unwrap();
         assert_eq!(transient.total_points, ts_len.iter().sum::<usize>());
-        let ts = exp.read_transient(0..4).unwrap();
+        let ts = exp.read_transient(0..4, &BOTH).unwrap();
         assert_eq!(lengths(&ts), ts_len);
 
         // a sub-range reads the same steps as the full range
         let part = exp.read_transfer(2..4).unwrap();
         assert_eq!(part.first_step, 2);
         assert_eq!(part.step(1), block.step(3));
-        let part = exp.read_transient(1..3).unwrap();
+        let part = exp.read_transient(1..3, &BOTH).unwrap();
         assert_eq!(part.step(0), ts.step(1));
 
         // sweep: whole millivolts, forward then reverse
@@ -156,22 +183,22 @@ fn round_trip_attributes_names_and_layout() {
         assert_eq!(vg.len(), 242);
         assert_eq!((vg[0], vg[120], vg[121], vg[241]), (-0.6, 0.6, 0.6, -0.6));
         // continuous_time: 1 ms grid without gaps across steps, starting at 0
-        assert_eq!(ts.x[0], 0.0);
+        assert_eq!(ts.x()[0], 0.0);
         assert!(ts
-            .x
+            .x()
             .windows(2)
             .all(|w| ((w[1] - w[0]) - 0.001).abs() < 1e-9));
     }
     // the two experiments are different devices
     let a = Experiment::open(&generated[0].path)
         .unwrap()
-        .read_transient(0..1)
+        .read_transient(0..1, &BOTH)
         .unwrap();
     let b = Experiment::open(&generated[1].path)
         .unwrap()
-        .read_transient(0..1)
+        .read_transient(0..1, &BOTH)
         .unwrap();
-    assert_ne!(a.y, b.y);
+    assert_ne!(a.y(), b.y());
 }
 
 #[test]
@@ -188,11 +215,11 @@ fn generation_is_deterministic_per_seed() {
     let read = |g: &Generated| {
         Experiment::open(&g.path)
             .unwrap()
-            .read_transient(0..2)
+            .read_transient(0..2, &BOTH)
             .unwrap()
     };
     assert_eq!(read(&g1[0]), read(&g2[0]));
-    assert_ne!(read(&g1[0]).y, read(&other[0]).y);
+    assert_ne!(read(&g1[0]).y(), read(&other[0]).y());
 }
 
 /// Noise-free current of the transfer model, as the truth describes it.
@@ -246,7 +273,7 @@ fn noise_free_values_follow_the_model_for_n_and_p() {
         }
 
         // transient: levels and time constants recovered from the exponential relaxation
-        let ts = exp.read_transient(0..3).unwrap();
+        let ts = exp.read_transient(0..3, &BOTH).unwrap();
         for (k, t) in truth["transient"].as_array().unwrap().iter().enumerate() {
             let (_, id) = ts.step(k);
             let (i_bottom, i_top) = (f(&t["i_gate_bottom_A"]), f(&t["i_gate_top_A"]));
@@ -325,7 +352,10 @@ fn sampling_from_json_then_workflow_then_none() {
     assert_eq!(exp.transient_sampling(0), Some(expected));
     assert_eq!(exp.transient_sampling(1), Some(expected));
     assert_eq!(exp.transient_sampling(2), None);
-    assert_eq!(lengths(&exp.read_transient(0..2).unwrap()), vec![200, 200]);
+    assert_eq!(
+        lengths(&exp.read_transient(0..2, &BOTH).unwrap()),
+        vec![200, 200]
+    );
     drop(exp);
 
     // raw/json wins per step: change step 1's parameters only
@@ -385,7 +415,7 @@ fn sampling_from_json_then_workflow_then_none() {
         .unwrap();
     let exp = Experiment::open(&g.path).unwrap();
     assert_eq!(exp.transient_sampling(0), None);
-    assert_eq!(exp.read_transient(0..2).unwrap().x.len(), 400);
+    assert_eq!(exp.read_transient(0..2, &BOTH).unwrap().x().len(), 400);
 }
 
 #[test]
@@ -410,7 +440,7 @@ fn transfer_only_and_transient_only_files() {
     assert!(exp.transient.is_none());
     assert_eq!(exp.transient_sampling(0), None);
     assert_error(
-        exp.read_transient(0..1).unwrap_err(),
+        exp.read_transient(0..1, &BOTH).unwrap_err(),
         &g.path,
         "no transient data",
     );
@@ -713,7 +743,7 @@ fn variant_b_fixed_strings_float_indices_and_interior_nans() {
     assert_eq!(block.step(1), (&[-0.1, 0.0][..], &[5.0, 6.0][..]));
 
     assert_eq!(exp.transient.as_ref().unwrap().steps, vec![0..4, 4..10]);
-    let ts = exp.read_transient(1..2).unwrap();
+    let ts = exp.read_transient(1..2, &BOTH).unwrap();
     assert_eq!(
         ts.step(0),
         (
@@ -789,11 +819,40 @@ fn missing_attributes_missing_index_columns_and_gaps() {
         put_index_table(&file, &[(0, 3), (5, 8), (8, 8)]);
     }
     let exp = Experiment::open(&path).unwrap();
-    let block = exp.read_transient(0..3).unwrap();
+    let block = exp.read_transient(0..3, &BOTH).unwrap();
     assert_eq!(block.offsets, vec![0, 3, 6, 6]);
-    assert_eq!(block.x, vec![0.0, 1.0, 2.0, 5.0, 6.0, 7.0]);
-    assert_eq!(block.y, vec![20.0, 21.0, 22.0, 25.0, 26.0, 27.0]);
-    assert_eq!(exp.read_transient(2..2).unwrap().n_steps(), 0);
+    assert_eq!(block.x(), vec![0.0, 1.0, 2.0, 5.0, 6.0, 7.0]);
+    assert_eq!(block.y(), vec![20.0, 21.0, 22.0, 25.0, 26.0, 27.0]);
+    assert_eq!(exp.read_transient(2..2, &BOTH).unwrap().n_steps(), 0);
+    // only the current, across the gaps too
+    let current = exp.read_transient(0..3, &[Channel::Current]).unwrap();
+    assert_eq!(current.offsets, block.offsets);
+    assert_eq!(
+        current.channels,
+        vec![(Channel::Current, block.y().to_vec())]
+    );
+}
+
+/// Only the declared channels are read: the current alone gives the same samples as
+/// reading both, in a block holding nothing else; a transfer channel is refused.
+#[test]
+fn transient_steps_read_only_the_requested_channels() {
+    let dir = TempDir::new("channels");
+    let g = &generate(&small_spec(), &dir.0).unwrap()[0];
+    let exp = Experiment::open(&g.path).unwrap();
+    let both = exp.read_transient(0..4, &BOTH).unwrap();
+    let current = exp.read_transient(0..4, &[Channel::Current]).unwrap();
+    assert_eq!(current.offsets, both.offsets);
+    assert_eq!(current.channels.len(), 1);
+    for k in 0..4 {
+        assert_eq!(current.samples(Channel::Current, k), Some(both.step(k).1));
+        assert_eq!(current.samples(Channel::Time, k), None);
+        assert_eq!(current.len(k), both.len(k));
+    }
+    let time = exp.read_transient(1..3, &[Channel::Time]).unwrap();
+    assert_eq!(time.samples(Channel::Time, 0), Some(both.step(1).0));
+    let e = exp.read_transient(0..1, &[Channel::Vg]).unwrap_err();
+    assert_error(e, &g.path, "transient steps have no vg channel");
 }
 
 #[test]
@@ -939,14 +998,14 @@ fn broken_files_are_reported_with_file_and_problem() {
         "transfer steps 2..4 requested, but the file has 3 transfer steps",
     );
     assert_error(
-        exp.read_transient(0..9).unwrap_err(),
+        exp.read_transient(0..9, &BOTH).unwrap_err(),
         &g.path,
         "transient steps 0..9 requested, but the file has 3 transient steps",
     );
     #[allow(clippy::reversed_empty_ranges)]
     let backwards = 2..1;
     assert_error(
-        exp.read_transient(backwards).unwrap_err(),
+        exp.read_transient(backwards, &BOTH).unwrap_err(),
         &g.path,
         "transient steps 2..1 requested",
     );
@@ -993,11 +1052,11 @@ fn check_python_fixture(exp: &Experiment, truth: &Value) {
         transient.total_points as u64,
         layout["transient_total_points"].as_u64().unwrap()
     );
-    let ts = exp.read_transient(0..n_transient).unwrap();
+    let ts = exp.read_transient(0..n_transient, &BOTH).unwrap();
     assert_eq!(lengths(&ts), truth_lengths(truth, "transient"));
-    assert_eq!(ts.x[0], 0.0);
+    assert_eq!(ts.x()[0], 0.0);
     assert!(ts
-        .x
+        .x()
         .windows(2)
         .all(|w| ((w[1] - w[0]) - 0.001).abs() < 1e-9));
     let timing = &truth["transient_timing"];
@@ -1039,7 +1098,7 @@ fn python_fixture_p_type_transient_only() {
     let (exp, truth) = python_fixture("#SYN0001-1-synthetic-test_20250815134211_b3b43484.h5");
     assert_eq!(truth["args"]["device_type"], "P");
     check_python_fixture(&exp, &truth);
-    let block = exp.read_transient(0..1).unwrap();
+    let block = exp.read_transient(0..1, &BOTH).unwrap();
     let (_, id) = block.step(0);
     assert!(id.iter().all(|&c| c < 0.0), "P-type current is negative");
 }
@@ -1300,7 +1359,7 @@ fn a_damaged_chunk_is_refused_and_hdf5_reports_it() {
     // The reader falls back to HDF5, whose own check names the problem; the message says
     // which chunk, and the fallback is counted.
     let exp = Experiment::open(&g.path).unwrap();
-    let err = exp.read_transient(0..1).unwrap_err();
+    let err = exp.read_transient(0..1, &BOTH).unwrap_err();
     assert_eq!(exp.read_fallbacks(), 1);
     let text = err.to_string();
     assert!(text.contains("the chunk at [0, 0]"), "{text}");
@@ -1351,7 +1410,7 @@ fn a_damaged_chunk_index_is_an_error_not_fill_values() {
     let exp = Experiment::open(&mask).unwrap();
     let first = exp.read_transfer(0..5).unwrap();
     let kept = intact.iter().filter(|v| !v.is_nan()).count();
-    assert_eq!(first.x.len() + first.y.len(), kept);
+    assert_eq!(first.x().len() + first.y().len(), kept);
     for range in [0..9, 4..6, 8..9] {
         let err = exp.read_transfer(range.clone()).unwrap_err();
         let text = err.to_string();

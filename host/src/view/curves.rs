@@ -3,8 +3,9 @@
 //! last transient step, cut to a few pulse cycles, for the snapshots.
 
 use chrono::NaiveDateTime;
+use oect_plugin_api::abi::Channel;
 
-use crate::source::{Experiment, SourceError};
+use crate::source::{Experiment, SourceError, StepBlock};
 
 /// Transfer sweeps drawn per experiment: enough to see the drift, few enough to tell apart.
 pub const TRANSFER_CURVES: usize = 40;
@@ -59,6 +60,11 @@ pub fn first_middle_last(n: usize) -> Vec<usize> {
     s
 }
 
+/// The one step of `block` on `channel`, which the block was read with.
+fn samples(block: &StepBlock, channel: Channel) -> &[f64] {
+    block.samples(channel, 0).expect("read with this channel")
+}
+
 /// Reads the curves of `exp`; an unreadable step is an error naming the file.
 pub fn read(exp: &Experiment) -> Result<ExperimentCurves, SourceError> {
     let name = exp
@@ -70,7 +76,7 @@ pub fn read(exp: &Experiment) -> Result<ExperimentCurves, SourceError> {
     let mut transfer = Vec::new();
     for step in every_kth(transfer_steps, TRANSFER_CURVES) {
         let block = exp.read_transfer(step..step + 1)?;
-        let (x, y) = block.step(0);
+        let (x, y) = (samples(&block, Channel::Vg), samples(&block, Channel::Id));
         transfer.push(Curve {
             step,
             x: x.to_vec(),
@@ -80,8 +86,11 @@ pub fn read(exp: &Experiment) -> Result<ExperimentCurves, SourceError> {
     let transient_steps = exp.transient.as_ref().map_or(0, |t| t.steps.len());
     let mut transient = Vec::new();
     for step in first_middle_last(transient_steps) {
-        let block = exp.read_transient(step..step + 1)?;
-        let (t, i) = block.step(0);
+        let block = exp.read_transient(step..step + 1, &[Channel::Time, Channel::Current])?;
+        let (t, i) = (
+            samples(&block, Channel::Time),
+            samples(&block, Channel::Current),
+        );
         let t0 = t.first().copied().unwrap_or(0.0);
         // A few cycles from the recorded period; without one, the first tenth of the step.
         let window = exp

@@ -1,19 +1,15 @@
 //! The extractors against transfer curves whose answer is known analytically.
 
 use oect_example as _; // links the plugin's extractor registrations
-use oect_plugin_api::{Channel, ExtractorSpec, StepContext, StepInput};
+use oect_plugin_api::testkit::{self, Step};
 use serde_json::{json, Value};
 
+/// The extractor `name` with `params` on one sweep, through its registration.
 fn extract(name: &str, params: Value, vg: &[f64], id: &[f64]) -> Result<f64, String> {
-    let extractor = ExtractorSpec::find(name)
-        .expect("registered")
-        .instantiate(&params)?;
-    let shape = [vg.len() as u64];
-    let channels = [
-        Channel::new("Vg", &shape, vg),
-        Channel::new("Id", &shape, id),
-    ];
-    let value = extractor.extract_step(&StepInput::new(&channels, StepContext::new("t", 0)))?;
+    let extractor = testkit::create(name, &params)?;
+    let value = extractor
+        .run(&Step::transfer(vg, id))
+        .map_err(|f| f.message.into_string())?;
     assert!(value.shape.is_empty(), "a scalar feature");
     Ok(value.data[0])
 }
@@ -86,12 +82,10 @@ fn swing_uses_only_the_forward_half() {
 
 #[test]
 fn swing_rejects_a_window_below_two_naming_the_key() {
-    let e = ExtractorSpec::find("example.subthreshold_swing")
-        .unwrap()
-        .instantiate(&json!({"window_points": 1}))
+    let e = testkit::create("example.subthreshold_swing", &json!({"window_points": 1}))
         .err()
         .unwrap();
-    assert!(e.contains("'window_points'"), "{e}");
+    assert_eq!(e, "parameter 'window_points': must be ≥ 2, got 1");
 }
 
 #[test]

@@ -13,221 +13,208 @@
 
 pub mod sweep;
 
-use oect_plugin_api::{
-    export_plugin, register_extractor, Dim, ExtractorSpec, FeatureValue, InputKind, ParamKind,
-    ParamSpec, Params, StepExtractor, StepInput,
-};
+use oect_plugin_api::{export_plugin, extractor, Choice, Dim, FeatureValue, Params, Transfer};
 
 use sweep::{DeviceType, Located, Segment, Sweep};
 
-const DIRECTION: ParamSpec = ParamSpec {
-    name: "direction",
-    kind: ParamKind::Choice(&["forward", "reverse", "both"]),
-    default: "\"forward\"",
-    doc: "half of the sweep: forward (first half incl. the turning point), reverse, or both",
-};
-const SINGLE_DIRECTION: ParamSpec = ParamSpec {
-    kind: ParamKind::Choice(&["forward", "reverse"]),
-    doc: "half of the sweep: forward (first half incl. the turning point) or reverse",
-    ..DIRECTION
-};
-const DEVICE_TYPE: ParamSpec = ParamSpec {
-    name: "device_type",
-    kind: ParamKind::Choice(&["N", "P", "n", "p"]),
-    default: "\"N\"",
-    doc: "N: Von at the steepest rise of log|Id|; P: at the steepest fall (case-insensitive)",
-};
-const DEVICE_TYPE_UNUSED: ParamSpec = ParamSpec {
-    doc: "accepted for compatibility; does not change this feature",
-    ..DEVICE_TYPE
-};
-const RETURN_VG_ONLY: ParamSpec = ParamSpec {
-    name: "return_vg_only",
-    kind: ParamKind::Bool,
-    default: "false",
-    doc: "return only Vg (wins over return_id_only)",
-};
-const RETURN_ID_ONLY: ParamSpec = ParamSpec {
-    name: "return_id_only",
-    kind: ParamKind::Bool,
-    default: "false",
-    doc: "return only Id",
-};
-
-/// The quantity a configured extractor reports.
-#[derive(Debug, Clone, Copy)]
-enum Quantity {
-    GmMax,
-    Von(DeviceType),
-    AbsIMax,
+/// Half of the sweep a value is taken from.
+#[derive(Choice, Debug, Clone, Copy, Default)]
+pub enum Direction {
+    /// Samples `0..=(n − 1) / 2`: the first half, including the turning point.
+    #[default]
+    Forward,
+    Reverse,
+    /// Both halves: a `[forward, reverse]` pair.
+    Both,
 }
 
-/// What part of the located point is returned.
-#[derive(Debug, Clone, Copy)]
-enum Output {
-    Value,
-    Coords,
-    VgOnly,
-    IdOnly,
-}
+impl Direction {
+    fn segments(self) -> &'static [Segment] {
+        match self {
+            Direction::Forward => &[Segment::Forward],
+            Direction::Reverse => &[Segment::Reverse],
+            Direction::Both => &[Segment::Forward, Segment::Reverse],
+        }
+    }
 
-struct Transfer {
-    quantity: Quantity,
-    segments: Vec<Segment>,
-    output: Output,
-}
+    fn shape(self) -> Vec<Dim> {
+        match self {
+            Direction::Both => vec![Dim::Fixed(2)],
+            _ => vec![],
+        }
+    }
 
-impl Transfer {
-    fn locate(&self, sweep: &Sweep, segment: Segment) -> Located {
-        match self.quantity {
-            Quantity::GmMax => sweep.abs_gm_max(segment),
-            Quantity::Von(device) => sweep.von(segment, device),
-            Quantity::AbsIMax => {
-                let value = sweep.abs_i_max();
-                Located {
-                    value,
-                    vg: f64::NAN,
-                    id: f64::NAN,
-                }
-            }
+    /// The value of each selected half: a scalar for one, a pair for both.
+    fn values(self, value: impl Fn(Segment) -> f64) -> FeatureValue {
+        match self.segments() {
+            [one] => FeatureValue::scalar(value(*one)),
+            halves => FeatureValue::vector(halves.iter().map(|&s| value(s)).collect()),
         }
     }
 }
 
-impl StepExtractor for Transfer {
-    fn output_shape(&self) -> Vec<Dim> {
-        match (self.output, self.segments.len()) {
-            (Output::Coords, _) => vec![Dim::Fixed(2)],
-            (_, 1) => vec![],
-            (_, n) => vec![Dim::Fixed(n as u64)],
+/// One half of the sweep, for the coordinate features.
+#[derive(Choice, Debug, Clone, Copy, Default)]
+pub enum Half {
+    #[default]
+    Forward,
+    Reverse,
+}
+
+impl Half {
+    fn segment(self) -> Segment {
+        match self {
+            Half::Forward => Segment::Forward,
+            Half::Reverse => Segment::Reverse,
         }
     }
+}
 
-    fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-        let sweep = Sweep::new(input.require("Vg")?, input.require("Id")?)?;
-        let located: Vec<Located> = self
-            .segments
-            .iter()
-            .map(|&s| self.locate(&sweep, s))
-            .collect();
-        Ok(match self.output {
-            Output::Coords => FeatureValue::vector(vec![located[0].vg, located[0].id]),
-            Output::VgOnly => FeatureValue::scalar(located[0].vg),
-            Output::IdOnly => FeatureValue::scalar(located[0].id),
-            Output::Value if located.len() == 1 => FeatureValue::scalar(located[0].value),
-            Output::Value => FeatureValue::vector(located.iter().map(|l| l.value).collect()),
-        })
+/// Device polarity, as the predecessor's configs write it.
+#[derive(Choice, Debug, Clone, Copy, Default)]
+pub enum Polarity {
+    #[default]
+    #[choice("N", "n")]
+    N,
+    #[choice("P", "p")]
+    P,
+}
+
+impl From<Polarity> for DeviceType {
+    fn from(p: Polarity) -> DeviceType {
+        match p {
+            Polarity::N => DeviceType::N,
+            Polarity::P => DeviceType::P,
+        }
     }
 }
 
-fn segments(params: &Params) -> Result<Vec<Segment>, String> {
-    Ok(match params.str("direction")? {
-        "forward" => vec![Segment::Forward],
-        "reverse" => vec![Segment::Reverse],
-        _ => vec![Segment::Forward, Segment::Reverse],
-    })
+#[derive(Params)]
+pub struct GmMax {
+    /// half of the sweep: forward (first half incl. the turning point), reverse, or both
+    #[param(default)]
+    direction: Direction,
+    /// accepted for compatibility; does not change this feature
+    #[param(default)]
+    device_type: Polarity,
 }
 
-fn device(params: &Params) -> Result<DeviceType, String> {
-    Ok(match params.str("device_type")? {
-        "N" | "n" => DeviceType::N,
-        _ => DeviceType::P,
-    })
+/// maximum transconductance |dId/dVg| of a sweep half
+#[extractor(name = "transfer.gm_max", unit = "S", shape = p.direction.shape(),
+    example("steepest at the turning point: 2 mS", vg = [0.0, 0.1, 0.2, 0.1, 0.0],
+            id = [0.0, 1e-4, 3e-4, 1e-4, 0.0], output = 2e-3, tolerance = 1e-6),
+    example("both halves", vg = [0.0, 0.1, 0.2, 0.1, 0.0], id = [0.0, 1e-4, 3e-4, 1e-4, 0.0],
+            params(direction = Direction::Both), output = [2e-3, 1e-3], tolerance = 1e-6))]
+fn gm_max(step: Transfer, p: &GmMax) -> Result<FeatureValue, String> {
+    let sweep = Sweep::new(step.vg, step.id)?;
+    Ok(p.direction.values(|s| sweep.abs_gm_max(s).value))
 }
 
-fn coords_output(params: &Params) -> Result<Output, String> {
-    Ok(if params.bool("return_vg_only")? {
-        Output::VgOnly
-    } else if params.bool("return_id_only")? {
-        Output::IdOnly
+#[derive(Params)]
+pub struct Von {
+    /// half of the sweep: forward (first half incl. the turning point), reverse, or both
+    #[param(default)]
+    direction: Direction,
+    /// N: Von at the steepest rise of log|Id|; P: at the steepest fall (case-insensitive)
+    #[param(default)]
+    device_type: Polarity,
+}
+
+/// gate voltage of the steepest change of log10|Id| (turn-on voltage)
+#[extractor(name = "transfer.Von", unit = "V", shape = p.direction.shape(),
+    example("log10|Id| rises fastest around 0.2 V", vg = [0.0, 0.1, 0.2, 0.3, 0.2, 0.1, 0.0],
+            id = [1e-9, 1e-9, 1e-7, 1e-6, 1e-7, 1e-9, 1e-9], output = 0.2, tolerance = 1e-6))]
+fn von(step: Transfer, p: &Von) -> Result<FeatureValue, String> {
+    let sweep = Sweep::new(step.vg, step.id)?;
+    let device = p.device_type.into();
+    Ok(p.direction.values(|s| sweep.von(s, device).value))
+}
+
+#[derive(Params)]
+pub struct AbsIMax {
+    /// accepted for compatibility; does not change this feature
+    #[param(default)]
+    device_type: Polarity,
+}
+
+/// maximum |Id| of the whole sweep
+#[extractor(name = "transfer.absI_max", unit = "A",
+    example("a P-type sweep", vg = [0.0, -0.3, -0.6, -0.3, 0.0],
+            id = [-1e-9, -2e-4, -1e-3, -3e-4, -1e-9], output = 1e-3, tolerance = 1e-6))]
+fn abs_i_max(step: Transfer, _p: &AbsIMax) -> Result<f64, String> {
+    Ok(Sweep::new(step.vg, step.id)?.abs_i_max())
+}
+
+/// What a coordinates feature returns of the located sample.
+fn coords(at: Located, vg_only: bool, id_only: bool) -> FeatureValue {
+    if vg_only {
+        FeatureValue::scalar(at.vg)
+    } else if id_only {
+        FeatureValue::scalar(at.id)
     } else {
-        Output::Coords
-    })
+        FeatureValue::vector(vec![at.vg, at.id])
+    }
 }
 
-register_extractor!(ExtractorSpec {
-    name: "transfer.gm_max",
-    input: InputKind::Transfer,
-    description: "maximum transconductance |dId/dVg| of a sweep half",
-    unit: "S",
-    params: &[DIRECTION, DEVICE_TYPE_UNUSED],
-    create: |p| {
-        Ok(Box::new(Transfer {
-            quantity: Quantity::GmMax,
-            segments: segments(p)?,
-            output: Output::Value,
-        }))
-    },
-});
+fn coords_shape(vg_only: bool, id_only: bool) -> Vec<Dim> {
+    if vg_only || id_only {
+        vec![]
+    } else {
+        vec![Dim::Fixed(2)]
+    }
+}
 
-register_extractor!(ExtractorSpec {
-    name: "transfer.Von",
-    input: InputKind::Transfer,
-    description: "gate voltage of the steepest change of log10|Id| (turn-on voltage)",
-    unit: "V",
-    params: &[DIRECTION, DEVICE_TYPE],
-    create: |p| {
-        Ok(Box::new(Transfer {
-            quantity: Quantity::Von(device(p)?),
-            segments: segments(p)?,
-            output: Output::Value,
-        }))
-    },
-});
+#[derive(Params)]
+pub struct GmMaxCoords {
+    /// half of the sweep: forward (first half incl. the turning point) or reverse
+    #[param(default)]
+    direction: Half,
+    /// accepted for compatibility; does not change this feature
+    #[param(default)]
+    device_type: Polarity,
+    /// return only Vg (wins over return_id_only)
+    #[param(default = false)]
+    return_vg_only: bool,
+    /// return only Id
+    #[param(default = false)]
+    return_id_only: bool,
+}
 
-register_extractor!(ExtractorSpec {
-    name: "transfer.absI_max",
-    input: InputKind::Transfer,
-    description: "maximum |Id| of the whole sweep",
-    unit: "A",
-    params: &[DEVICE_TYPE_UNUSED],
-    create: |_| {
-        Ok(Box::new(Transfer {
-            quantity: Quantity::AbsIMax,
-            segments: vec![Segment::Raw],
-            output: Output::Value,
-        }))
-    },
-});
+/// [Vg, Id] of the sample where gm_max occurs
+#[extractor(name = "transfer.gm_max_coords", unit = "V, A",
+    shape = coords_shape(p.return_vg_only, p.return_id_only),
+    example("at the turning point", vg = [0.0, 0.1, 0.2, 0.1, 0.0],
+            id = [0.0, 1e-4, 3e-4, 1e-4, 0.0], output = [0.2, 3e-4], tolerance = 1e-6))]
+fn gm_max_coords(step: Transfer, p: &GmMaxCoords) -> Result<FeatureValue, String> {
+    let at = Sweep::new(step.vg, step.id)?.abs_gm_max(p.direction.segment());
+    Ok(coords(at, p.return_vg_only, p.return_id_only))
+}
 
-register_extractor!(ExtractorSpec {
-    name: "transfer.gm_max_coords",
-    input: InputKind::Transfer,
-    description: "[Vg, Id] of the sample where gm_max occurs",
-    unit: "V, A",
-    params: &[
-        SINGLE_DIRECTION,
-        DEVICE_TYPE_UNUSED,
-        RETURN_VG_ONLY,
-        RETURN_ID_ONLY
-    ],
-    create: |p| {
-        Ok(Box::new(Transfer {
-            quantity: Quantity::GmMax,
-            segments: segments(p)?,
-            output: coords_output(p)?,
-        }))
-    },
-});
+#[derive(Params)]
+pub struct VonCoords {
+    /// half of the sweep: forward (first half incl. the turning point) or reverse
+    #[param(default)]
+    direction: Half,
+    /// N: Von at the steepest rise of log|Id|; P: at the steepest fall (case-insensitive)
+    #[param(default)]
+    device_type: Polarity,
+    /// return only Vg (wins over return_id_only)
+    #[param(default = false)]
+    return_vg_only: bool,
+    /// return only Id
+    #[param(default = false)]
+    return_id_only: bool,
+}
 
-register_extractor!(ExtractorSpec {
-    name: "transfer.Von_coords",
-    input: InputKind::Transfer,
-    description: "[Vg, Id] of the sample where Von occurs",
-    unit: "V, A",
-    params: &[
-        SINGLE_DIRECTION,
-        DEVICE_TYPE,
-        RETURN_VG_ONLY,
-        RETURN_ID_ONLY
-    ],
-    create: |p| {
-        Ok(Box::new(Transfer {
-            quantity: Quantity::Von(device(p)?),
-            segments: segments(p)?,
-            output: coords_output(p)?,
-        }))
-    },
-});
+/// [Vg, Id] of the sample where Von occurs
+#[extractor(name = "transfer.Von_coords", unit = "V, A",
+    shape = coords_shape(p.return_vg_only, p.return_id_only),
+    example("only Id", vg = [0.0, 0.1, 0.2, 0.3, 0.2, 0.1, 0.0],
+            id = [1e-9, 1e-9, 1e-7, 1e-6, 1e-7, 1e-9, 1e-9], params(return_id_only = true),
+            output = 1e-7, tolerance = 1e-6))]
+fn von_coords(step: Transfer, p: &VonCoords) -> Result<FeatureValue, String> {
+    let at = Sweep::new(step.vg, step.id)?.von(p.direction.segment(), p.device_type.into());
+    Ok(coords(at, p.return_vg_only, p.return_id_only))
+}
 
 export_plugin!();

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use oect_plugin_api::{Channel, ExtractorSpec, FeatureValue, StepContext, StepInput};
+use oect_plugin_api::testkit::{self, Step};
+use oect_plugin_api::FeatureValue;
 use oect_transfer as _; // links the plugin's extractor registrations
 use serde_json::Value;
 
@@ -34,14 +35,9 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn run(extractor: &str, params: &Value, vg: &[f64], id: &[f64]) -> Result<FeatureValue, String> {
-    let spec = ExtractorSpec::find(extractor).expect("registered");
-    let ex = spec.instantiate(params)?;
-    let shape = [vg.len() as u64];
-    let channels = [
-        Channel::new("Vg", &shape, vg),
-        Channel::new("Id", &shape, id),
-    ];
-    ex.extract_step(&StepInput::new(&channels, StepContext::new("golden", 0)))
+    let ex = testkit::create(extractor, params)?;
+    ex.run(&Step::transfer(vg, id))
+        .map_err(|f| f.message.into_string())
 }
 
 fn assert_close(got: &[f64], want: &[f64], what: &str) {
@@ -91,7 +87,7 @@ fn every_golden_transfer_result_matches() {
             let what = format!("{name} {extractor} {params}");
             if params["device_type"] == "X" {
                 // The predecessor read any string but N as P; we refuse the typo at load time.
-                let err = ExtractorSpec::find(extractor).unwrap().instantiate(params);
+                let err = testkit::create(extractor, params);
                 assert!(err.err().unwrap().contains("device_type"), "{what}");
                 checked += 1;
             } else if let Some(output) = result.get("output") {
@@ -140,7 +136,7 @@ fn every_golden_transfer_result_matches() {
                 continue; // per-step behaviour is checked below
             } else {
                 // Invalid parameters: refused when the extractor is created.
-                let err = ExtractorSpec::find(extractor).unwrap().instantiate(params);
+                let err = testkit::create(extractor, params);
                 assert!(err.is_err(), "{what}: expected a parameter error");
                 assert!(err.err().unwrap().contains("direction"), "{what}");
                 checked += 1;

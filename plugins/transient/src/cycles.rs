@@ -5,37 +5,22 @@
 //! predecessor stores them in a float32 array). `cycles` returns the values found (the
 //! predecessor's per-step form); its batch form NaN-padded them to `n_cycles`.
 
-use std::str::FromStr;
+use oect_plugin_api::Choice;
 
 use crate::peaks::find_peaks;
 use crate::stats::{linspace_indices, percentile_linear, round_f32};
 
-/// How one value per cycle is picked from a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How one value per cycle is picked from a step (named as in the predecessor's configs).
+#[derive(Choice, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CycleMethod {
     /// Signed current at the peaks of |I| (falls back to `FixedInterval` when
     /// no peak is found or the distance is invalid).
+    #[default]
     PeakDetection,
     /// Evenly spaced samples of the signed current.
     FixedInterval,
     /// Evenly spaced samples among those whose |I| is in the top `n/len` fraction.
     Percentile,
-}
-
-impl FromStr for CycleMethod {
-    type Err = String;
-
-    /// Accepts the predecessor's parameter strings.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "peak_detection" => Ok(Self::PeakDetection),
-            "fixed_interval" => Ok(Self::FixedInterval),
-            "percentile" => Ok(Self::Percentile),
-            other => Err(format!(
-                "unknown cycles method {other:?} (expected peak_detection, fixed_interval or percentile)"
-            )),
-        }
-    }
 }
 
 /// Prominence condition for `PeakDetection`.
@@ -65,7 +50,7 @@ impl Default for CyclesParams {
     fn default() -> Self {
         Self {
             n_cycles: 100,
-            method: CycleMethod::PeakDetection,
+            method: CycleMethod::default(),
             min_distance: 10.0,
             prominence: Prominence::Adaptive,
         }
@@ -283,9 +268,10 @@ mod tests {
 
     #[test]
     fn method_names() {
-        assert_eq!("peak_detection".parse(), Ok(CycleMethod::PeakDetection));
-        assert_eq!("fixed_interval".parse(), Ok(CycleMethod::FixedInterval));
-        assert_eq!("percentile".parse(), Ok(CycleMethod::Percentile));
-        assert!("Percentile".parse::<CycleMethod>().is_err());
+        use crate::choice;
+        assert_eq!(choice("peak_detection"), Ok(CycleMethod::PeakDetection));
+        assert_eq!(choice("fixed_interval"), Ok(CycleMethod::FixedInterval));
+        assert_eq!(choice("percentile"), Ok(CycleMethod::Percentile));
+        assert!(choice::<CycleMethod>("Percentile").is_err());
     }
 }

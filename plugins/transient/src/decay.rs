@@ -7,7 +7,7 @@
 //! count from the end and `r1 ≤ r0` gives an empty window), then only samples
 //! with `|I| > 0` and finite `t`, `|I|` are kept; fewer than 3 → NaN.
 
-use std::str::FromStr;
+use oect_plugin_api::{Choice, StepFailure};
 
 use crate::stats::round_f32;
 use crate::trf::{least_squares, TrfOptions};
@@ -22,34 +22,21 @@ const MIN_R_SQUARED: f64 = 0.9;
 /// cannot tell this τ from a much longer one (the rate is not three standard errors from 0).
 const MAX_RELATIVE_ERROR: f64 = 1.0 / 3.0;
 
-/// Which model is fitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which model is fitted. (The predecessor turned an unknown method into a NaN per step;
+/// it is a load-time error here.)
+#[derive(Choice, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecayMethod {
     /// Least-squares fit of `A·exp(-x/τ)` to `|I|`.
+    #[default]
     Exponential,
     /// Least-squares line through `ln|I|`; `τ = -1/slope`.
     Linear,
 }
 
-impl FromStr for DecayMethod {
-    type Err = String;
-
-    /// Accepts the predecessor's parameter strings. (The predecessor turned an
-    /// unknown method into a NaN per step rather than an error.)
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "exponential" => Ok(Self::Exponential),
-            "linear" => Ok(Self::Linear),
-            other => Err(format!(
-                "unknown decay method {other:?} (expected exponential or linear)"
-            )),
-        }
-    }
-}
-
 /// What `transient.decay_time` reports for one step: with `solver: compat`, the
 /// predecessor's value whatever it is ([`decay_time`]); otherwise a time constant that the
-/// window supports, or an error starting with `no fit: ` that says why there is none:
+/// window supports, or "no result" (a [`StepFailure`] of kind `NoResult`, its message
+/// starting with `no fit: `) that says why there is none:
 /// fewer than 3 usable samples, a current that grows or stays constant, a decay faster than
 /// the sampling, a fit that explains less than 90 % of the window's variance (the step is a
 /// pulse train or noise, not one decay), or a τ whose standard error exceeds a third of it
@@ -60,11 +47,11 @@ pub fn extract(
     fit_range: (f64, f64),
     method: DecayMethod,
     solver: Solver,
-) -> Result<f64, String> {
+) -> Result<f64, StepFailure> {
     if solver == Solver::Compat {
         return Ok(decay_time(t, i, fit_range, method, solver));
     }
-    let no_fit = |why: String| format!("no fit: {why}");
+    let no_fit = |why: String| StepFailure::no_result(format!("no fit: {why}"));
     let Some((tw, yw)) = fit_window(t, i, fit_range) else {
         return Err(no_fit(format!(
             "fewer than 3 usable samples (finite, |I| > 0) in the window {fit_range:?} of the step"
@@ -728,7 +715,7 @@ mod tests {
         i: &[f64],
         range: (f64, f64),
         method: DecayMethod,
-    ) -> Result<f64, String> {
+    ) -> Result<f64, StepFailure> {
         extract(t, i, range, method, Solver::Robust)
     }
 
@@ -748,8 +735,10 @@ mod tests {
 
     #[test]
     fn non_physical_fits_are_no_fit_with_a_reason() {
-        let no_fit = |r: Result<f64, String>, needle: &str| {
+        let no_fit = |r: Result<f64, StepFailure>, needle: &str| {
             let e = r.unwrap_err();
+            assert_eq!(e.kind, oect_plugin_api::FailureKind::NoResult, "{e:?}");
+            let e = e.message.as_str();
             assert!(e.starts_with(NO_FIT_PREFIX) && e.contains(needle), "{e}");
         };
         // A growing current: the fit's τ < 0.
@@ -795,8 +784,9 @@ mod tests {
 
     #[test]
     fn method_names() {
-        assert_eq!("linear".parse(), Ok(DecayMethod::Linear));
-        assert_eq!("exponential".parse(), Ok(DecayMethod::Exponential));
-        assert!("Linear".parse::<DecayMethod>().is_err());
+        use crate::choice;
+        assert_eq!(choice("linear"), Ok(DecayMethod::Linear));
+        assert_eq!(choice("exponential"), Ok(DecayMethod::Exponential));
+        assert!(choice::<DecayMethod>("Linear").is_err());
     }
 }

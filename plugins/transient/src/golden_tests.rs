@@ -14,7 +14,7 @@ use crate::cycles::{cycles, peak_current, CycleMethod, CyclesParams, Prominence}
 use crate::decay::{decay_time, DecayMethod};
 use crate::peaks::find_peaks;
 use crate::stats::percentile_linear;
-use crate::Solver;
+use crate::{choice, Solver};
 
 /// `OECT_SHARED_DIR`, else the first ancestor of this crate holding `shared/golden`; the
 /// crate's other unit tests use it too.
@@ -149,7 +149,7 @@ fn cycles_params(p: &Value) -> Result<CyclesParams, String> {
     };
     Ok(CyclesParams {
         n_cycles: p["n_cycles"].as_u64().map_or(d.n_cycles, |n| n as usize),
-        method: p["method"].as_str().map_or(Ok(d.method), str::parse)?,
+        method: p["method"].as_str().map_or(Ok(d.method), choice)?,
         min_distance: p.get("min_distance").map_or(d.min_distance, num),
         prominence,
     })
@@ -226,7 +226,7 @@ fn golden_unknown_methods_are_rejected() {
         for r in case.results("transient.cycles") {
             if r["params"]["method"] == "no_such_method" {
                 assert!(!r["error"].is_null(), "{}", case.name);
-                assert!("no_such_method".parse::<CycleMethod>().is_err());
+                assert!(choice::<CycleMethod>("no_such_method").is_err());
             }
         }
         for r in case.results("transient.decay_time") {
@@ -237,7 +237,7 @@ fn golden_unknown_methods_are_rejected() {
                     "{}",
                     case.name
                 );
-                assert!("no_such_method".parse::<DecayMethod>().is_err());
+                assert!(choice::<DecayMethod>("no_such_method").is_err());
             }
         }
     }
@@ -293,7 +293,7 @@ fn decay_results(
                 Some(a) => (num(&a[0]), num(&a[1])),
                 None => (0.1, 0.9),
             };
-            let m = method.parse::<DecayMethod>().expect("known method");
+            let m: DecayMethod = choice(method).expect("known method");
             let gold = floats(&r["output"]);
             let ill = flags(r, "ill_conditioned", steps.len());
             for (s, (t, i)) in steps.iter().enumerate() {

@@ -13,6 +13,9 @@
 //! solver is scale-aware and recovers the true time constant where the predecessor's
 //! optimiser stopped early. `tau_on_off` defaults to the robust AutoTau solver;
 //! `solver: compat` reproduces the predecessor (autotau 0.6.0) for historical comparison.
+//!
+//! `peak_current` and `cycles` read only the drain current, so the host does not decode
+//! the time channel for them.
 
 pub mod autotau;
 pub mod cycles;
@@ -24,16 +27,17 @@ pub mod trf;
 #[cfg(test)]
 mod golden_tests;
 
+use oect_plugin_api::ndarray::Array2;
 use oect_plugin_api::{
-    export_plugin, register_extractor, Dim, ExtractorSpec, FeatureValue, InputKind, ParamKind,
-    ParamSpec, Params, StepExtractor, StepInput,
+    export_plugin, extractor, Choice, Context, Current, NumberOrRange, Params, StepFailure,
+    Transient,
 };
 
-use cycles::{CyclesParams, Prominence};
+use cycles::{CycleMethod, CyclesParams, Prominence};
 use decay::DecayMethod;
 
 /// Which fitting engine `decay_time` and `tau_on_off` use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Choice, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Solver {
     /// Scale-aware fits (variable projection) that recover the true time constants at
     /// any current scale; full f64 output.
@@ -44,270 +48,169 @@ pub enum Solver {
     Compat,
 }
 
-fn solver(p: &Params) -> Result<Solver, String> {
-    Ok(match p.str("solver")? {
-        "compat" => Solver::Compat,
-        _ => Solver::Robust,
-    })
+/// The choice called `name`, as a config gives it (for tests of the choice names).
+#[cfg(test)]
+pub(crate) fn choice<T: oect_plugin_api::ParamValue>(name: &str) -> Result<T, String> {
+    T::from_json(&oect_plugin_api::__private::serde_json::Value::from(name))
 }
 
-const TIME: &str = "continuous_time";
-const CURRENT: &str = "drain_current";
-
-struct PeakCurrent {
+#[derive(Params)]
+pub struct PeakCurrent {
+    /// take the maximum of |I| rather than of I
+    #[param(default = true)]
     use_abs: bool,
 }
 
-impl StepExtractor for PeakCurrent {
-    fn output_shape(&self) -> Vec<Dim> {
-        vec![]
-    }
-
-    fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-        cycles::peak_current(input.require(CURRENT)?, self.use_abs).map(FeatureValue::scalar)
-    }
+/// largest |drain current| of the step (largest signed current with use_abs: false)
+#[extractor(name = "transient.peak_current", unit = "A",
+    example("the on-current of a negative pulse", i = [2e-6, -6.25e-3, 2e-6], output = 6.25e-3,
+            tolerance = 1e-6),
+    example("signed", i = [2e-6, -6.25e-3, 2e-6], params(use_abs = false), output = 2e-6, tolerance = 1e-6))]
+fn peak_current(step: Current, p: &PeakCurrent) -> Result<f64, String> {
+    cycles::peak_current(step.i, p.use_abs)
 }
 
-register_extractor!(ExtractorSpec {
-    name: "transient.peak_current",
-    input: InputKind::Transient,
-    description: "largest |drain current| of the step (largest signed current with use_abs: false)",
-    unit: "A",
-    params: &[ParamSpec {
-        name: "use_abs",
-        kind: ParamKind::Bool,
-        default: "true",
-        doc: "take the maximum of |I| rather than of I",
-    }],
-    create: |p| {
-        Ok(Box::new(PeakCurrent {
-            use_abs: p.bool("use_abs")?,
-        }))
-    },
-});
-
-struct Cycles(CyclesParams);
-
-impl StepExtractor for Cycles {
-    fn output_shape(&self) -> Vec<Dim> {
-        // As many values as cycles were found (at most n_cycles): the predecessor's
-        // per-step form, so that `c[:, -1]` is a step's last real cycle.
-        vec![Dim::Dyn("n_cycles".into())]
-    }
-
-    fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-        cycles::cycles(input.require(CURRENT)?, &self.0).map(FeatureValue::vector)
-    }
+#[derive(Params)]
+pub struct Cycles {
+    /// most values per step (a step gives one per cycle found)
+    #[param(default = 100)]
+    n_cycles: usize,
+    /// peaks of |I| (falls back to fixed_interval when none are found), evenly spaced samples, or samples above a percentile
+    #[param(default)]
+    method: CycleMethod,
+    /// minimal distance between peaks, in samples
+    #[param(default = 10.0)]
+    min_distance: f64,
+    /// minimal peak prominence, or [min, max]; default 10 % of the 75th percentile of |I|
+    prominence: Option<NumberOrRange>,
 }
 
-fn cycles_params(p: &Params) -> Result<CyclesParams, String> {
-    use oect_plugin_api::serde_json::Value;
-    let prominence = match p.value("prominence") {
-        None | Some(Value::Null) => Prominence::Adaptive,
-        Some(Value::Array(a)) => Prominence::Range(a[0].as_f64(), a[1].as_f64()),
-        Some(v) => Prominence::Min(v.as_f64().ok_or("prominence must be a number")?),
+/// signed current at each cycle's peak of |I| (or at evenly spaced samples)
+// As many values as cycles were found (at most n_cycles): the predecessor's per-step form,
+// so that `c[:, -1]` is a step's last real cycle.
+#[extractor(name = "transient.cycles", unit = "A", shape = ["n_cycles"],
+    example("three evenly spaced samples", i = [1e-3, 0.0, 2e-3, 0.0, 3e-3],
+            params(n_cycles = 3, method = CycleMethod::FixedInterval), output = [1e-3, 2e-3, 3e-3],
+            tolerance = 1e-6))]
+fn cycles(step: Current, p: &Cycles) -> Result<Vec<f64>, String> {
+    let prominence = match p.prominence {
+        None => Prominence::Adaptive,
+        Some(NumberOrRange::Number(x)) => Prominence::Min(x),
+        Some(NumberOrRange::Range(lo, hi)) => Prominence::Range(lo, hi),
     };
-    let min_distance = p.f64("min_distance")?;
-    if min_distance.is_nan() {
-        return Err("parameter 'min_distance': must be a number".into());
-    }
-    Ok(CyclesParams {
-        n_cycles: p.usize("n_cycles")?,
-        method: p.str("method")?.parse()?,
-        min_distance,
+    let params = CyclesParams {
+        n_cycles: p.n_cycles,
+        method: p.method,
+        min_distance: p.min_distance,
         prominence,
-    })
+    };
+    cycles::cycles(step.i, &params)
 }
 
-register_extractor!(ExtractorSpec {
-    name: "transient.cycles",
-    input: InputKind::Transient,
-    description: "signed current at each cycle's peak of |I| (or at evenly spaced samples)",
-    unit: "A",
-    params: &[
-        ParamSpec {
-            name: "n_cycles",
-            kind: ParamKind::Count,
-            default: "100",
-            doc: "most values per step (a step gives one per cycle found)",
-        },
-        ParamSpec {
-            name: "method",
-            kind: ParamKind::Choice(&["peak_detection", "fixed_interval", "percentile"]),
-            default: "\"peak_detection\"",
-            doc: "peaks of |I| (falls back to fixed_interval when none are found), evenly spaced samples, or samples above a percentile",
-        },
-        ParamSpec {
-            name: "min_distance",
-            kind: ParamKind::Float,
-            default: "10",
-            doc: "minimal distance between peaks, in samples",
-        },
-        ParamSpec {
-            name: "prominence",
-            kind: ParamKind::FloatOrRange,
-            default: "null",
-            doc: "minimal peak prominence, or [min, max]; default 10 % of the 75th percentile of |I|",
-        },
-    ],
-    create: |p| Ok(Box::new(Cycles(cycles_params(p)?))),
-});
-
-struct DecayTime {
+#[derive(Params)]
+pub struct DecayTime {
+    /// start and end of the fitted window as fractions of the step
+    #[param(default = (0.1, 0.9))]
     fit_range: (f64, f64),
+    /// nonlinear fit, or a straight line through ln|I|
+    #[param(default)]
     method: DecayMethod,
+    /// robust: scale-aware fit; compat: the predecessor's optimiser, for comparison with historical values
+    #[param(default)]
     solver: Solver,
 }
 
-impl StepExtractor for DecayTime {
-    fn output_shape(&self) -> Vec<Dim> {
-        vec![]
-    }
-
-    fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-        let t = input.require(TIME)?;
-        let i = input.require(CURRENT)?;
-        decay::extract(t, i, self.fit_range, self.method, self.solver).map(FeatureValue::scalar)
-    }
+/// time constant of I0·exp(-t/tau) fitted to |I| over a fraction of the step ("no fit: …" when the window is not one resolvable decay; solver compat: the predecessor's value)
+#[extractor(name = "transient.decay_time", unit = "s",
+    example("a decay of tau = 10 ms sampled every 5 ms",
+            t = [0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045],
+            i = [1e-3, 6.0653e-4, 3.6788e-4, 2.2313e-4, 1.3534e-4, 8.2085e-5, 4.9787e-5, 3.0197e-5, 1.8316e-5, 1.1109e-5],
+            params(fit_range = (0.0, 1.0)), output = 0.01, tolerance = 1e-3))]
+fn decay_time(step: Transient, p: &DecayTime) -> Result<f64, StepFailure> {
+    decay::extract(step.t, step.i, p.fit_range, p.method, p.solver)
 }
 
-register_extractor!(ExtractorSpec {
-    name: "transient.decay_time",
-    input: InputKind::Transient,
-    description: "time constant of I0·exp(-t/tau) fitted to |I| over a fraction of the step (\"no fit: …\" when the window is not one resolvable decay; solver compat: the predecessor's value)",
-    unit: "s",
-    params: &[
-        ParamSpec {
-            name: "fit_range",
-            kind: ParamKind::FloatPair,
-            default: "[0.1, 0.9]",
-            doc: "start and end of the fitted window as fractions of the step",
-        },
-        ParamSpec {
-            name: "method",
-            kind: ParamKind::Choice(&["exponential", "linear"]),
-            default: "\"exponential\"",
-            doc: "nonlinear fit, or a straight line through ln|I|",
-        },
-        ParamSpec {
-            name: "solver",
-            kind: ParamKind::Choice(&["robust", "compat"]),
-            default: "\"robust\"",
-            doc: "robust: scale-aware fit; compat: the predecessor's optimiser, for comparison with historical values",
-        },
-    ],
-    create: |p| {
-        Ok(Box::new(DecayTime {
-            fit_range: p.pair("fit_range")?,
-            method: p.str("method")?.parse()?,
-            solver: solver(p)?,
-        }))
-    },
-});
-
-struct TauOnOff {
-    params: autotau::AutoTauParams,
-    /// Explicit period / sample rate; otherwise the step's own, from the file.
+#[derive(Params)]
+pub struct TauOnOff {
+    /// pulse period in s; default: from the file's step parameters or workflow
+    #[param(positive)]
     period: Option<f64>,
+    /// samples per s; default: from the file's step parameters or workflow
+    #[param(positive)]
     sample_rate: Option<f64>,
+    /// smallest fit window, as a fraction of the period
+    #[param(default = 0.1, min = 0.0)]
+    window_scalar_min: f64,
+    /// largest fit window, as a fraction of the period
+    #[param(default = 0.375, min = 0.0)]
+    window_scalar_max: f64,
+    /// window length increment, in samples
+    #[param(default = 5, min = 1)]
+    window_points_step: usize,
+    /// window start increment, in samples
+    #[param(default = 1, min = 1)]
+    window_start_idx_step: usize,
+    /// compat only: min-max normalise each window
+    #[param(default = false)]
+    normalize: bool,
+    /// compat only: resample each window before fitting
+    #[param(default = true)]
+    interp: bool,
+    /// compat only: points after resampling
+    #[param(default = 100)]
+    points_after_interp: usize,
+    /// a cycle fitted worse than this (plain R²) is searched again
+    #[param(default = 0.99)]
+    r_squared_threshold: f64,
+    /// robust: scale-aware fits; compat: the predecessor's (autotau 0.6.0) results
+    #[param(default)]
+    solver: Solver,
+    /// accepted for compatibility; the host's worker pool parallelises steps
+    #[param(default = false)]
+    use_parallel: bool,
+    /// accepted for compatibility; ignored
+    #[param(default = 4)]
+    max_workers: usize,
+    /// accepted for compatibility; ignored
+    #[param(default = false)]
+    show_progress: bool,
 }
 
-impl StepExtractor for TauOnOff {
-    fn output_shape(&self) -> Vec<Dim> {
-        vec![Dim::Dyn("n_cycles".into()), Dim::Fixed(2)]
-    }
-
-    fn extract_step(&self, input: &StepInput<'_>) -> Result<FeatureValue, String> {
-        let t = input.require(TIME)?;
-        let i = input.require(CURRENT)?;
-        let ctx = &input.context;
-        let period = self.period.or(ctx.period.into_option()).ok_or(
-            "the step's pulse period is unknown (not in the file's step parameters or workflow); set param `period`",
-        )?;
-        let sample_rate = self.sample_rate.or(ctx.sample_rate.into_option()).ok_or(
-            "the step's sample rate is unknown (not in the file's step parameters or workflow); set param `sample_rate`",
-        )?;
-        let params = autotau::AutoTauParams {
-            period,
-            sample_rate,
-            ..self.params.clone()
-        };
-        let fits = autotau::fit_cycles(t, i, &params)?;
-        // The predecessor stored float32; keep that for compat so values compare exactly.
-        let store = |x: f64| match params.solver {
-            Solver::Compat => stats::round_f32(x),
-            Solver::Robust => x,
-        };
-        let data = fits
-            .iter()
-            .flat_map(|f| [store(f.tau_on), store(f.tau_off)])
-            .collect();
-        FeatureValue::array(vec![fits.len() as u64, 2], data)
-    }
+/// per cycle [tau_on, tau_off]: time constants of the rising and falling transitions (AutoTau)
+#[extractor(name = "transient.tau_on_off", unit = "s", shape = ["n_cycles", 2])]
+fn tau_on_off(step: Transient, ctx: Context, p: &TauOnOff) -> Result<Array2<f64>, String> {
+    let period = p.period.or(ctx.period).ok_or(
+        "the step's pulse period is unknown (not in the file's step parameters or workflow); set param `period`",
+    )?;
+    let sample_rate = p.sample_rate.or(ctx.sample_rate).ok_or(
+        "the step's sample rate is unknown (not in the file's step parameters or workflow); set param `sample_rate`",
+    )?;
+    let params = autotau::AutoTauParams {
+        period,
+        sample_rate,
+        window_scalar_min: p.window_scalar_min,
+        window_scalar_max: p.window_scalar_max,
+        window_points_step: p.window_points_step,
+        window_start_idx_step: p.window_start_idx_step,
+        normalize: p.normalize,
+        interp: p.interp,
+        points_after_interp: p.points_after_interp,
+        r_squared_threshold: p.r_squared_threshold,
+        solver: p.solver,
+    };
+    let fits = autotau::fit_cycles(step.t, step.i, &params)?;
+    // The predecessor stored float32; keep that for compat so values compare exactly.
+    let store = |x: f64| match params.solver {
+        Solver::Compat => stats::round_f32(x),
+        Solver::Robust => x,
+    };
+    Ok(Array2::from_shape_fn((fits.len(), 2), |(c, k)| {
+        store(if k == 0 {
+            fits[c].tau_on
+        } else {
+            fits[c].tau_off
+        })
+    }))
 }
-
-const fn param(
-    name: &'static str,
-    kind: ParamKind,
-    default: &'static str,
-    doc: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        kind,
-        default,
-        doc,
-    }
-}
-
-register_extractor!(ExtractorSpec {
-    name: "transient.tau_on_off",
-    input: InputKind::Transient,
-    description: "per cycle [tau_on, tau_off]: time constants of the rising and falling transitions (AutoTau)",
-    unit: "s",
-    params: &[
-        param("period", ParamKind::Float, "null", "pulse period in s; default: from the file's step parameters or workflow"),
-        param("sample_rate", ParamKind::Float, "null", "samples per s; default: from the file's step parameters or workflow"),
-        param("window_scalar_min", ParamKind::Float, "0.1", "smallest fit window, as a fraction of the period"),
-        param("window_scalar_max", ParamKind::Float, "0.375", "largest fit window, as a fraction of the period"),
-        param("window_points_step", ParamKind::Count, "5", "window length increment, in samples"),
-        param("window_start_idx_step", ParamKind::Count, "1", "window start increment, in samples"),
-        param("normalize", ParamKind::Bool, "false", "compat only: min-max normalise each window"),
-        param("interp", ParamKind::Bool, "true", "compat only: resample each window before fitting"),
-        param("points_after_interp", ParamKind::Count, "100", "compat only: points after resampling"),
-        param("r_squared_threshold", ParamKind::Float, "0.99", "a cycle fitted worse than this (plain R²) is searched again"),
-        param("solver", ParamKind::Choice(&["robust", "compat"]), "\"robust\"", "robust: scale-aware fits; compat: the predecessor's (autotau 0.6.0) results"),
-        param("use_parallel", ParamKind::Bool, "false", "accepted for compatibility; the host's worker pool parallelises steps"),
-        param("max_workers", ParamKind::Count, "4", "accepted for compatibility; ignored"),
-        param("show_progress", ParamKind::Bool, "false", "accepted for compatibility; ignored"),
-    ],
-    create: |p| {
-        let params = autotau::AutoTauParams {
-            window_scalar_min: p.f64("window_scalar_min")?,
-            window_scalar_max: p.f64("window_scalar_max")?,
-            window_points_step: p.usize("window_points_step")?,
-            window_start_idx_step: p.usize("window_start_idx_step")?,
-            normalize: p.bool("normalize")?,
-            interp: p.bool("interp")?,
-            points_after_interp: p.usize("points_after_interp")?,
-            r_squared_threshold: p.f64("r_squared_threshold")?,
-            solver: solver(p)?,
-            ..autotau::AutoTauParams::default()
-        };
-        let positive = |name: &str| -> Result<Option<f64>, String> {
-            match p.opt_f64(name)? {
-                Some(x) if !(x > 0.0 && x.is_finite()) => {
-                    Err(format!("parameter '{name}': must be a positive number, got {x}"))
-                }
-                v => Ok(v),
-            }
-        };
-        Ok(Box::new(TauOnOff {
-            params,
-            period: positive("period")?,
-            sample_rate: positive("sample_rate")?,
-        }))
-    },
-});
 
 export_plugin!();

@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use oect_plugin_api::{Channel, ExtractorSpec, FeatureValue, StepContext, StepInput};
+use oect_plugin_api::testkit::{self, Step};
+use oect_plugin_api::{FailureKind, FeatureValue};
 use oect_transient as _; // links the plugin's extractor registrations
 
 fn shared_dir() -> PathBuf {
@@ -34,19 +35,11 @@ fn recording() -> (Vec<f64>, Vec<f64>) {
 
 fn run(extractor: &str, params: serde_json::Value) -> FeatureValue {
     let (t, i) = recording();
-    let shape = [t.len() as u64];
-    let channels = [
-        Channel::new("continuous_time", &shape, &t),
-        Channel::new("drain_current", &shape, &i),
-    ];
     // The instrument's settings for this file: 100 ms off + 100 ms on, 1 ms sampling.
-    let ctx = StepContext::new("real", 0).with_sampling(Some(0.2), Some(1000.0));
-    let ex = ExtractorSpec::find(extractor)
-        .unwrap()
-        .instantiate(&params)
-        .unwrap();
-    ex.extract_step(&StepInput::new(&channels, ctx))
-        .unwrap_or_else(|e| panic!("{extractor}: {e}"))
+    let step = Step::transient(&t, &i).with_sampling(0.2, 1000.0);
+    let ex = testkit::create(extractor, &params).unwrap();
+    ex.run(&step)
+        .unwrap_or_else(|e| panic!("{extractor}: {}", e.message))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -93,20 +86,16 @@ fn the_real_recording_runs_through_every_transient_extractor() {
     // Decay time over the default window of the whole step: 160 pulse cycles are not one
     // decay, so there is no result ("no fit"), and the predecessor's solver still gives
     // its number for comparison with historical values.
-    let (t, i) = recording();
-    let shape = [t.len() as u64];
-    let channels = [
-        Channel::new("continuous_time", &shape, &t),
-        Channel::new("drain_current", &shape, &i),
-    ];
-    let input = StepInput::new(&channels, StepContext::new("real", 0));
+    let step = Step::transient(&t, &i);
     for method in ["linear", "exponential"] {
-        let ex = ExtractorSpec::find("transient.decay_time")
-            .unwrap()
-            .instantiate(&serde_json::json!({"method": method}))
-            .unwrap();
-        let e = ex.extract_step(&input).unwrap_err();
-        assert!(e.starts_with("no fit: "), "{method}: {e}");
+        let ex = testkit::create(
+            "transient.decay_time",
+            &serde_json::json!({"method": method}),
+        )
+        .unwrap();
+        let e = ex.run(&step).unwrap_err();
+        assert_eq!(e.kind, FailureKind::NoResult, "{method}: {e:?}");
+        assert!(e.message.starts_with("no fit: "), "{method}: {e:?}");
     }
     let decay = run(
         "transient.decay_time",

@@ -109,10 +109,18 @@ fn shapes_map_to_column_kinds() {
 }
 
 #[test]
-fn a_derived_step_of_a_failed_input_says_which_and_keeps_no_fit_apart() {
+fn a_derived_step_of_a_failed_input_says_which_and_keeps_no_result_apart() {
+    let failed = input_failure("gm", &"boom at step 3".to_string().into());
+    assert_eq!(failed.kind, FailureKind::InputFailed);
+    assert_eq!(&*failed.message, "input 'gm' failed at this step");
+    let no_fit = Failure {
+        kind: FailureKind::NoResult,
+        message: "the current grows".into(),
+    };
+    let derived = input_failure("decay", &no_fit);
+    assert_eq!(derived.kind, FailureKind::NoResult);
     assert_eq!(
-        &*input_failure("gm", "boom at step 3"),
-        "input 'gm' failed at this step"
+        &*derived.message,
+        "no fit: input 'decay' has no result at this step"
     );
-    assert!(input_failure("decay", "no fit: grows").starts_with(NO_FIT));
 }

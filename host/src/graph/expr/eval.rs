@@ -15,6 +15,8 @@ use ndarray::{
     arr0, ArrayD, ArrayView1, ArrayViewD, Axis, Dimension, IxDyn, SliceInfo, SliceInfoElem, Zip,
 };
 
+use oect_plugin_api::FailureKind;
+
 use super::parser::BinOp;
 
 /// A checked expression: names are bound, constants folded into `Const`,
@@ -236,15 +238,40 @@ impl Val<'_> {
     }
 }
 
+/// Why a step has no value: the failure's kind (an input's, carried through) and a
+/// message for the researcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: Arc<str>,
+}
+
+/// The expression itself failed at a step (an index out of bounds, shapes that do not
+/// broadcast): the step's data does not fit it.
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            kind: FailureKind::InvalidInput,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// One step of a per-step input column, as the caller hands it in.
 #[derive(Debug, Clone)]
 pub enum Cell<'a> {
     /// The step's value, with its own shape (steps of one column may differ in length
     /// along a data-dependent axis).
     Value(ArrayViewD<'a, f64>),
-    /// The step has no value; the message says why (it starts with `no fit: ` when the
-    /// input had no result rather than an error).
-    Failed(Arc<str>),
+    /// The step has no value; the failure says why (kind `no_result` when the input had
+    /// no result rather than an error).
+    Failed(Failure),
     /// The row has no step of this column's data kind (rows of mixed configs): padding,
     /// which element-wise operations keep and reductions never see.
     Absent,
@@ -254,7 +281,7 @@ pub enum Cell<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutCell {
     Value(ArrayD<f64>),
-    Failed(Arc<str>),
+    Failed(Failure),
     Absent,
 }
 
@@ -269,7 +296,7 @@ pub struct Column<'a> {
 #[derive(Clone)]
 enum Item<'a> {
     Value(Val<'a>),
-    Failed(Arc<str>),
+    Failed(Failure),
     Absent,
 }
 

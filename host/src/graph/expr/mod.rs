@@ -32,7 +32,7 @@ mod tests;
 
 use std::fmt;
 
-pub use eval::{Cell, Column, OutCell};
+pub use eval::{Cell, Column, Failure, OutCell};
 pub use shape::Extent;
 
 /// A compiled `func:` expression, ready to evaluate any number of times.
