@@ -6,7 +6,7 @@
 #   bench/containment.sh BASE_OECT NEW_OECT [REPEATS]     # REPEATS defaults to 7
 #
 # Data sets are generated once under $BENCH_DATA (default /tmp/oect-bench-containment) with
-# the quick-scale arguments of bench/run.sh. Needs python3 with pyarrow for the comparison
+# the quick-scale arguments of bench/run.sh, plus its full-size 20 x 500 transfer set. Needs python3 with pyarrow for the comparison
 # ($PYTHON, default python3).
 set -euo pipefail
 [[ $# -ge 2 ]] || { sed -n '2,10p' "$0"; exit 2; }
@@ -26,6 +26,7 @@ gen() { # name, args...
 }
 gen transfer_1x5001 --experiments 1 --steps 5001 --points 182 --transfer-only --seed 1
 gen transfer_4x500 --experiments 4 --steps 500 --points 182 --transfer-only --seed 2
+gen transfer_20x500 --experiments 20 --steps 500 --points 182 --transfer-only --seed 4
 gen transient --experiments 1 --steps 200 --cycles 100 --transient-only --seed 3
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -34,6 +35,7 @@ seconds() { "$PY" -c 'import json,sys; print(json.load(sys.stdin)["seconds"])'; 
 printf '%-44s %10s %10s %8s\n' workload before_s after_s ratio
 for w in "transfer_1x5001 v2_transfer_basic 1" "transfer_1x5001 v2_transfer_basic 2" \
          "transfer_4x500 v2_transfer_basic 1" \
+         "transfer_20x500 v2_transfer_basic 1" "transfer_20x500 v2_transfer_basic 2" \
          "transient $HERE/configs/transient_cycles_peak.yaml 1" \
          "transient $HERE/configs/transient_cycles_peak.yaml 2"; do
   read -r set config j <<<"$w"

@@ -590,9 +590,11 @@ fn execute(
 }
 
 fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
-    let job = job(plugin_dirs, &args.batch.config, &args.batch.out)?;
     let workers = args.workers.unwrap_or_else(default_workers);
     let opts = args.options.run_options(workers)?;
+    // The worker processes start while this one loads the plugins and builds the graph.
+    exec::pool::prestart(&opts.worker, workers);
+    let job = job(plugin_dirs, &args.batch.config, &args.batch.out)?;
     let h5_dir = args
         .options
         .h5_dir

@@ -580,6 +580,7 @@ pub fn run(
         }),
         plugins: graph.libraries.clone(),
         content_hash: Some(graph.content_hash.clone()),
+        library_hashes: crate::plugins::known_hashes(),
         step_timeout: opts.step_timeout.map(|d| d.as_secs_f64()),
         read_timeout: opts.read_timeout.map(|d| d.as_secs_f64()),
     };

@@ -26,10 +26,59 @@ use super::protocol::{self, Reply, Request};
 use super::worker::{EXIT_FATAL, EXIT_TIMEOUT};
 
 /// How to start a worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
+}
+
+/// A worker process that is running but has not been sent `init` yet.
+struct Started {
+    command: WorkerCommand,
+    child: Child,
+    socket: UnixStream,
+}
+
+impl Started {
+    fn new(command: &WorkerCommand) -> Result<Started, String> {
+        let (mine, theirs) =
+            UnixStream::pair().map_err(|e| format!("cannot create a socketpair: {e}"))?;
+        let mut cmd = Command::new(&command.program);
+        cmd.args(&command.args)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("OECT_SUPERVISOR_PID", std::process::id().to_string())
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", command.program.display()))?;
+        Ok(Started {
+            command: command.clone(),
+            child,
+            socket: mine,
+        })
+    }
+}
+
+/// Workers started by [`prestart`], waiting for a pool to adopt them.
+static PRESTARTED: Mutex<Vec<Started>> = Mutex::new(Vec::new());
+
+/// Starts `n` workers of `command` now, before the run has loaded its plugins and built its
+/// graph; the run's pool adopts them instead of starting its own. A worker's start-up
+/// (exec, then linking libhdf5 and the ~40 libraries it pulls in) then overlaps the
+/// supervisor's own instead of following it, which on a sub-second run is most of what
+/// containment costs (`docs/BENCHMARKS.md`). A worker waits for its `init`; one never
+/// adopted sees its socket close when this process ends, and ends too. Failures are left
+/// for the pool to report when it starts workers itself.
+pub fn prestart(command: &WorkerCommand, n: usize) {
+    let mut early = PRESTARTED.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..n {
+        match Started::new(command) {
+            Ok(w) => early.push(w),
+            Err(_) => break,
+        }
+    }
 }
 
 impl WorkerCommand {
@@ -271,20 +320,21 @@ impl Pool {
         }
     }
 
-    /// Starts a worker in slot `slot`.
+    /// Starts a worker in slot `slot` (adopting one [`prestart`] started, if any).
     pub fn spawn(&mut self, slot: usize) -> Result<(), String> {
-        let (mine, theirs) =
-            UnixStream::pair().map_err(|e| format!("cannot create a socketpair: {e}"))?;
-        let mut cmd = Command::new(&self.command.program);
-        cmd.args(&self.command.args)
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("OECT_SUPERVISOR_PID", std::process::id().to_string())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.command.program.display()))?;
+        let adopted = {
+            let mut early = PRESTARTED.lock().unwrap_or_else(|p| p.into_inner());
+            let at = early.iter().position(|w| w.command == self.command);
+            at.map(|i| early.swap_remove(i))
+        };
+        let Started {
+            mut child,
+            socket: mine,
+            ..
+        } = match adopted {
+            Some(w) => w,
+            None => Started::new(&self.command)?,
+        };
         let id = self.next_id;
         self.next_id += 1;
         let label = Arc::new(Mutex::new(format!("worker {id}, pid {}", child.id())));

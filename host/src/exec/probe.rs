@@ -25,6 +25,7 @@ impl Prober {
             config: None,
             plugins: Vec::new(),
             content_hash: None,
+            library_hashes: Vec::new(),
             step_timeout: None,
             read_timeout: Some(PROBE_TIMEOUT.as_secs_f64()),
         };

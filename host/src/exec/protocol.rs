@@ -93,6 +93,11 @@ pub enum Request {
         plugins: Vec<PathBuf>,
         /// The graph hash the supervisor computed; the worker refuses to run on another.
         content_hash: Option<String>,
+        /// The supervisor's hashes of the plugin libraries, with the identity of each file
+        /// (device, inode, size, modification time): the worker hashes only a file whose
+        /// identity differs.
+        #[serde(default)]
+        library_hashes: Vec<crate::plugins::LibraryHash>,
         /// Seconds one extractor call may take (`None`: no limit).
         step_timeout: Option<f64>,
         /// Seconds opening a file or reading one range of steps may take.

@@ -167,12 +167,14 @@ impl Worker {
             config,
             plugins,
             content_hash,
+            library_hashes,
             step_timeout,
             read_timeout,
         } = init
         else {
             return Err("the first message was not init".into());
         };
+        crate::plugins::trust_hashes(library_hashes);
         let graph = match config {
             Some(ConfigText { name, origin, text }) => {
                 // The same libraries in the same order shadow alike (the supervisor has

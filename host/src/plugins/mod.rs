@@ -213,14 +213,78 @@ impl Extractor {
 
 /// SHA-256 (hex) of a plugin library's file: outputs record it and their `hash8` covers it,
 /// so a plugin rebuilt with a changed body but the same version is recognised as changed.
+/// A file is hashed once per process while its [`FileId`] stays the same, and a worker
+/// starts from the supervisor's hashes ([`known_hashes`], [`trust_hashes`]): hashing is
+/// about 20 ms per 10 MB library, which every worker would otherwise pay again at start.
 pub fn library_sha256(path: &Path) -> Result<String, String> {
     use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| format!("{}: cannot read the plugin library: {e}", path.display()))?;
+    let unreadable =
+        |e: std::io::Error| format!("{}: cannot read the plugin library: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let id = FileId::of(&file.metadata().map_err(unreadable)?);
+    let mut known = HASHES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = known.iter().find(|h| h.path == path && h.id == id) {
+        return Ok(h.sha256.clone());
+    }
     let mut hash = Sha256::new();
-    std::io::copy(&mut file, &mut hash)
-        .map_err(|e| format!("{}: cannot read the plugin library: {e}", path.display()))?;
-    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    std::io::copy(&mut file, &mut hash).map_err(unreadable)?;
+    let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    known.push(LibraryHash {
+        path: path.to_path_buf(),
+        id,
+        sha256: sha256.clone(),
+    });
+    Ok(sha256)
+}
+
+/// A file as `stat` sees it. Rebuilding a library (a new file, or one written in place)
+/// changes at least its inode or modification time, so an unchanged `FileId` means the
+/// hash of the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_s: i64,
+    mtime_ns: i64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_s: meta.mtime(),
+            mtime_ns: meta.mtime_nsec(),
+        }
+    }
+}
+
+/// A library's hash, with the identity of the file it was computed from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LibraryHash {
+    pub path: PathBuf,
+    pub id: FileId,
+    pub sha256: String,
+}
+
+static HASHES: std::sync::Mutex<Vec<LibraryHash>> = std::sync::Mutex::new(Vec::new());
+
+/// Every library hash this process computed.
+pub fn known_hashes() -> Vec<LibraryHash> {
+    HASHES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Takes another process's hashes as this one's: each applies only while its file's
+/// [`FileId`] is unchanged, so a library rebuilt since is hashed again (and a worker then
+/// refuses the run, its graph hash differing from the supervisor's).
+pub fn trust_hashes(hashes: Vec<LibraryHash>) {
+    HASHES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(hashes);
 }
 
 /// The folders searched for plugins, in priority order.
