@@ -570,3 +570,52 @@ fn plugins_check_names_the_extractor_that_takes_the_checker_down() {
         .iter()
         .any(|c| c["subject"] == "plugin" && c["check"] == "metadata"));
 }
+
+/// A worker whose first message is not a readable `init` (a supervisor of another version,
+/// a damaged frame) answers `fatal` with the reason and exits with its start-failure status,
+/// instead of vanishing with nothing said.
+#[test]
+fn a_worker_given_an_unreadable_init_says_why() {
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    let frame = |header: &[u8]| {
+        let mut f = (header.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&0u32.to_le_bytes());
+        f.extend_from_slice(header);
+        f
+    };
+    for (header, expected) in [
+        (
+            &br#"{"type":"init","config":7}"#[..],
+            "unreadable init message",
+        ),
+        (
+            &br#"{"type":"close","path":"x.h5"}"#[..],
+            "the first message was not init",
+        ),
+    ] {
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let mut child = Command::new(oect_bin())
+            .arg("__worker")
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        mine.write_all(&frame(header)).unwrap();
+        mine.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut lens = [0u8; 8];
+        mine.read_exact(&mut lens).unwrap();
+        let h = u32::from_le_bytes(lens[..4].try_into().unwrap()) as usize;
+        let mut reply = vec![0u8; h];
+        mine.read_exact(&mut reply).unwrap();
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(reply["type"], "fatal", "{reply}");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message}");
+        assert_eq!(child.wait().unwrap().code(), Some(76));
+    }
+}

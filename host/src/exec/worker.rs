@@ -57,14 +57,14 @@ pub fn main() -> u8 {
     let mut input = BufReader::new(socket);
     let init = match protocol::read_frame::<Request>(&mut input) {
         Ok(Some((init @ Request::Init { .. }, _))) => init,
-        _ => return EXIT_FATAL as u8,
+        // The supervisor ended before it sent `init` (a prestarted worker never adopted).
+        Ok(None) => return EXIT_FATAL as u8,
+        Ok(Some(_)) => return fatal(&out, "the first message was not init".into()),
+        Err(e) => return fatal(&out, format!("unreadable init message: {e}")),
     };
     let worker = match Worker::new(init) {
         Ok(w) => Arc::new(w),
-        Err(message) => {
-            out.send(&Reply::Fatal { message }, &[]);
-            return EXIT_FATAL as u8;
-        }
+        Err(message) => return fatal(&out, message),
     };
     out.send(
         &Reply::Ready {
@@ -97,6 +97,12 @@ pub fn main() -> u8 {
     // The supervisor closed the channel (or is gone). `_exit` skips the C library's exit
     // handlers, which could wait on HDF5 state held by a thread still running.
     quit(0)
+}
+
+/// Tells the supervisor why this worker cannot start; the worker's exit status.
+fn fatal(out: &Out, message: String) -> u8 {
+    out.send(&Reply::Fatal { message }, &[]);
+    EXIT_FATAL as u8
 }
 
 /// Ends the process at once.
