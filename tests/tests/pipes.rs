@@ -57,10 +57,10 @@ fn printing_commands_end_quietly_when_their_reader_has_gone() {
     let out = dir.join("out");
     let o = run_config(&data, "v2_transfer_basic", &out, &[]);
     assert!(o.status.success(), "{}", show(&o));
-    // A folder with a library built against an old plugin API: a warning on stderr.
+    // A folder with a library built against an older plugin API (0.1): a warning on stderr.
     let old_api = dir.join("old-api");
     std::fs::create_dir_all(&old_api).unwrap();
-    let old_lib = library("old_api_fixture");
+    let old_lib = library("api_0_1_fixture");
     std::fs::copy(&old_lib, old_api.join(old_lib.file_name().unwrap())).unwrap();
 
     let s = |p: &Path| p.to_str().unwrap().to_string();
