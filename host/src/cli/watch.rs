@@ -32,7 +32,7 @@ use crate::ingest::follow::{Follower, NewStep, Position};
 use crate::ingest::json::Json;
 use crate::ingest::{self, export::name_fields, Conflict, Converted, Export, Kind};
 use crate::sink::ExperimentKey;
-use crate::source::{step_record, AttrValue, Experiment, StepBlock, StepRecord};
+use crate::source::{keys, step_record, AttrValue, Experiment, StepBlock, StepRecord};
 
 /// Steps per computed block (spread over the workers when many steps arrive at once).
 const BLOCK_STEPS: usize = 64;
@@ -421,8 +421,8 @@ impl Watcher {
                     source_hash: format!("running:{}", w.follower.position.next),
                     layout: row_layout(
                         &self.inc.graph().sources(),
-                        &w.records[&Source::Transfer],
-                        &w.records[&Source::Transient],
+                        &keys(&w.records[&Source::Transfer]),
+                        &keys(&w.records[&Source::Transient]),
                         w.created_at,
                     ),
                     steps: w.counts(&self.inc),
@@ -865,8 +865,8 @@ fn finish(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
         source_hash: exec::source_hash(&h5)?,
         layout: row_layout(
             &inc.graph().sources(),
-            &exp.transfer_steps,
-            &exp.transient_steps,
+            &keys(&exp.transfer_steps),
+            &keys(&exp.transient_steps),
             exp.created_at,
         ),
         steps: w.counts(inc),

@@ -3,8 +3,9 @@
 //! each experiment through the one writer, and decides what a lost worker cost.
 //!
 //! Tasks: opening a file, and computing ranges of steps (step mode: one chunk each;
-//! experiment mode: all chunks of an experiment). A worker holds at most two tasks, so
-//! reading the next overlaps computing the current one. When a worker dies:
+//! experiment mode: all chunks of an experiment). A worker holds at most two compute tasks,
+//! so reading the next overlaps computing the current one, and one open, so the next file
+//! is opened while it computes (`Supervisor::pick`). When a worker dies:
 //!
 //! * a timeout report from its watchdog names the call (feature, step), open or read that
 //!   hung; otherwise the task markers (`begin`, `step`) say what the worker was doing;
@@ -29,12 +30,13 @@ use oect_plugin_api::FailureKind;
 
 use super::compute::Part;
 use super::journal::{Journal, Key};
-use super::pool::{Event, Pool};
+use super::pool::{Event, Pool, Proc};
 use super::protocol::{self, Activity, Reply, Request, Skip, StepRange};
 use super::{Casualty, Ctx, Mode, Outcome, Phase, Prepared, Progress};
 use crate::graph::{Op, Rows, Source};
 
-/// Tasks a worker holds at once: one computing, one being read.
+/// Compute tasks a worker holds at once: one computing, one being read (an open comes on
+/// top, see `Supervisor::pick`).
 const DEPTH: usize = 2;
 /// Workers that die before they are ready, in a row, before the run gives up.
 const MAX_START_FAILURES: usize = 3;
@@ -317,41 +319,60 @@ impl Supervisor<'_> {
     fn dispatch(&mut self) {
         for slot in 0..self.pool.procs.len() {
             while let Some(proc) = self.pool.procs[slot].as_ref() {
-                if !proc.ready
-                    || proc.jobs.len() >= DEPTH
-                    || proc.jobs.iter().any(|t| self.jobs[t].exclusive)
-                {
+                if !proc.ready || proc.jobs.iter().any(|t| self.jobs[t].exclusive) {
                     break;
                 }
                 let Some(&head) = self.queue.front() else {
                     return;
                 };
                 let pick = if self.jobs[&head].exclusive {
-                    if !proc.jobs.is_empty() {
-                        break; // let this worker drain for the exclusive task
-                    }
-                    Some(0)
+                    // Let this worker drain for the exclusive task.
+                    proc.jobs.is_empty().then_some(0)
                 } else {
-                    let end = self
-                        .queue
-                        .iter()
-                        .position(|t| self.jobs[t].exclusive)
-                        .unwrap_or(self.queue.len());
-                    let opened = |t: &u64| {
-                        let job = &self.jobs[t];
-                        matches!(job.kind, Kind::Compute { .. })
-                            && self
-                                .exps
-                                .get(&job.input)
-                                .is_some_and(|e| proc.opened.contains(&e.path))
-                    };
-                    self.queue.iter().take(end).position(opened).or(Some(0))
+                    self.pick(proc)
                 };
                 let Some(index) = pick else { break };
                 let task = self.queue.remove(index).expect("queued task");
                 self.send_job(slot, task);
             }
         }
+    }
+
+    /// The queued task (up to the first exclusive one) that `proc` should take next, if
+    /// any. A worker with nothing to compute takes a range of a file it has open first;
+    /// then an open, one at a time and outside [`DEPTH`], so that its I/O thread opens the
+    /// next file while its compute thread is busy instead of after the last range of the
+    /// open files was handed out; then more computes up to `DEPTH`, its own files' first.
+    /// Another file's compute (which the worker must open first) only when it is not
+    /// opening a file.
+    fn pick(&self, proc: &Proc) -> Option<usize> {
+        let end = self
+            .queue
+            .iter()
+            .position(|t| self.jobs[t].exclusive)
+            .unwrap_or(self.queue.len());
+        let queued = || self.queue.iter().take(end);
+        let is_open = |t: &u64| matches!(self.jobs[t].kind, Kind::Open);
+        let file_open = |t: &u64| {
+            self.exps
+                .get(&self.jobs[t].input)
+                .is_some_and(|e| proc.opened.contains(&e.path))
+        };
+        let opening = proc.jobs.iter().any(is_open);
+        let computes = proc.jobs.iter().filter(|t| !is_open(t)).count();
+        let own = queued().position(|t| !is_open(t) && file_open(t));
+        if computes == 0 && own.is_some() {
+            return own;
+        }
+        if !opening {
+            if let Some(i) = queued().position(is_open) {
+                return Some(i);
+            }
+        }
+        if computes >= DEPTH {
+            return None;
+        }
+        own.or_else(|| (!opening).then(|| queued().position(|t| !is_open(t)))?)
     }
 
     fn send_job(&mut self, slot: usize, task: u64) {

@@ -26,7 +26,7 @@ use crate::graph::{FeatureGraph, Input, Node, Op, Rows};
 use crate::sink::{
     ColumnKind, FeatureColumns, FeatureData, FeatureMeta, RowKeys, StepError, Table, Values,
 };
-use crate::source::StepRecord;
+use crate::source::StepKey;
 
 /// How a feature's per-step shape is stored.
 pub fn column_kind(shape: &[Dim]) -> ColumnKind {
@@ -195,11 +195,11 @@ fn micros(t: NaiveDateTime) -> i64 {
 /// step if that is earlier or the attribute is missing.
 pub fn row_layout(
     sources: &[Source],
-    transfer: &[StepRecord],
-    transient: &[StepRecord],
+    transfer: &[StepKey],
+    transient: &[StepKey],
     created_at: Option<NaiveDateTime>,
 ) -> RowLayout {
-    let iterations = |r: &[StepRecord]| r.iter().map(|s| s.loop_iteration).collect::<Vec<_>>();
+    let iterations = |r: &[StepKey]| r.iter().map(|s| s.loop_iteration).collect::<Vec<_>>();
     let (rows, alignment) = match sources {
         [Source::Transfer] => ((0..transfer.len()).map(|k| (Some(k), None)).collect(), None),
         [Source::Transient] => (

@@ -8,7 +8,7 @@ pub use reader::{
     check_regular, AttrValue, Experiment, ExperimentInfo, Overview, SourceError, StepBlock,
     TransferLayout, TransferOverview, TransientLayout, TransientOverview,
 };
-pub use steps::{step_record, Sampling, StepParams, StepRecord};
+pub use steps::{keys, step_record, Sampling, StepKey, StepParams, StepRecord};
 
 #[cfg(test)]
 mod tests;

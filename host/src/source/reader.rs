@@ -15,7 +15,7 @@ use hdf5::{Attribute, Container, Dataset, File, Group, H5Type};
 use oect_plugin_api::abi::Channel;
 
 use super::chunked::{Measurement, Slab};
-use super::steps::{self, Sampling, StepRecord};
+use super::steps::{self, keys, Sampling, StepKey, StepRecord};
 
 /// Chunk cache per open file, for the reads HDF5 still decodes itself (see `chunked`). Real
 /// chunks are up to ~250 kB (transient) and a transfer range read touches a whole row of chunks;
@@ -159,8 +159,9 @@ pub struct ExperimentInfo {
     pub attrs: BTreeMap<String, AttrValue>,
     pub transfer: Option<TransferLayout>,
     pub transient: Option<TransientLayout>,
-    pub transfer_steps: Vec<StepRecord>,
-    pub transient_steps: Vec<StepRecord>,
+    /// The row keys of each transfer and transient step, in step order.
+    pub transfer_steps: Vec<StepKey>,
+    pub transient_steps: Vec<StepKey>,
 }
 
 /// What `oect inspect` shows of a file: layout, step lengths, sampling and attributes.
@@ -451,8 +452,8 @@ impl Experiment {
             attrs: self.attrs.clone(),
             transfer: self.transfer.clone(),
             transient: self.transient.clone(),
-            transfer_steps: self.transfer_steps.clone(),
-            transient_steps: self.transient_steps.clone(),
+            transfer_steps: keys(&self.transfer_steps),
+            transient_steps: keys(&self.transient_steps),
         }
     }
 

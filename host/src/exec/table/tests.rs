@@ -56,17 +56,16 @@ fn without_usable_iterations_steps_pair_by_index() {
     assert_eq!(by, Alignment::StepIndex);
 }
 
-fn record(start_s: i64, iteration: Option<u64>) -> StepRecord {
-    StepRecord {
+fn record(start_s: i64, iteration: Option<u64>) -> StepKey {
+    StepKey {
         start_time: chrono::DateTime::from_timestamp(1_755_265_331 + start_s, 0)
             .map(|t| t.naive_utc()),
         loop_iteration: iteration,
-        ..StepRecord::default()
     }
 }
 
 #[test]
-fn key_columns_come_from_the_step_records() {
+fn key_columns_come_from_the_step_keys() {
     let transfer = [record(10, Some(1)), record(30, Some(2)), record(50, None)];
     let transient = [record(20, Some(1)), record(40, Some(2))];
     let created = chrono::DateTime::from_timestamp(1_755_265_331, 0).map(|t| t.naive_utc());
