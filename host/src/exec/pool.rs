@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
@@ -186,6 +186,9 @@ pub struct Proc {
     pub reading: Option<(u64, Option<usize>)>,
     /// The range the compute thread is on.
     pub computing: Option<(u64, usize)>,
+    /// Since when the compute thread's time is not yet counted (its range began, or its
+    /// last part came).
+    pub computing_since: Option<Instant>,
     /// Isolated tasks: the last call announced, (task, node, step).
     pub calling: Option<(u64, usize, usize)>,
     /// Set when the worker's watchdog reported a timeout.
@@ -407,6 +410,7 @@ impl Pool {
             opened: HashSet::new(),
             reading: None,
             computing: None,
+            computing_since: None,
             calling: None,
             timeout: None,
             killed: None,

@@ -66,6 +66,11 @@ struct Job {
 /// An experiment being computed.
 struct Computing {
     prep: Prepared,
+    /// Seconds the workers spent on it so far, by phase: whether splitting it over more
+    /// workers pays (see `Supervisor::compute_bound`).
+    open_s: f64,
+    read_s: f64,
+    compute_s: f64,
     /// node → chunk → part.
     parts: Vec<Vec<Option<Part>>>,
     missing: usize,
@@ -344,7 +349,7 @@ impl Supervisor<'_> {
     /// next file while its compute thread is busy instead of after the last range of the
     /// open files was handed out; then more computes up to `DEPTH`, its own files' first.
     /// Another file's compute (which the worker must open first) only when it is not
-    /// opening a file.
+    /// opening a file, and only where that is worth it (`may_join`).
     fn pick(&self, proc: &Proc) -> Option<usize> {
         let end = self
             .queue
@@ -372,7 +377,51 @@ impl Supervisor<'_> {
         if computes >= DEPTH {
             return None;
         }
-        own.or_else(|| (!opening).then(|| queued().position(|t| !is_open(t)))?)
+        let other = |t: &u64| !is_open(t) && self.may_join(proc, self.jobs[t].input);
+        own.or_else(|| (!opening).then(|| queued().position(other))?)
+    }
+
+    /// Whether `proc` may take a range of experiment `input` that it does not have open:
+    /// when no other worker holds work of it, or when it is compute-bound. A worker's
+    /// reads already use every core, so a second worker on a read-bound experiment only
+    /// adds its open of the file (with `-j2`, one 5 001-step transfer file took 1.6x as
+    /// long split over two workers as on one, `docs/BENCHMARKS.md`).
+    fn may_join(&self, proc: &Proc, input: usize) -> bool {
+        let held_elsewhere = self.pool.procs.iter().flatten().any(|p| {
+            p.id != proc.id
+                && p.jobs.iter().any(|t| {
+                    self.jobs
+                        .get(t)
+                        .is_some_and(|j| j.input == input && !matches!(j.kind, Kind::Open))
+                })
+        });
+        !held_elsewhere || self.compute_bound(input)
+    }
+
+    /// Whether the workers spent longer computing experiment `input` (the ranges running
+    /// now included) than opening and reading it.
+    fn compute_bound(&self, input: usize) -> bool {
+        let Some(State::Computing(c)) = self.exps.get(&input).map(|e| &e.state) else {
+            return false;
+        };
+        let running: f64 = (self.pool.procs.iter().flatten())
+            .filter(|p| {
+                p.computing
+                    .is_some_and(|(t, _)| self.jobs.get(&t).is_some_and(|j| j.input == input))
+            })
+            .filter_map(|p| p.computing_since)
+            .map(|since| since.elapsed().as_secs_f64())
+            .sum();
+        c.compute_s + running > c.open_s + c.read_s
+    }
+
+    /// The experiment that compute task `task` belongs to.
+    fn computing_of(&mut self, task: u64) -> Option<&mut Computing> {
+        let input = self.jobs.get(&task)?.input;
+        match &mut self.exps.get_mut(&input)?.state {
+            State::Computing(c) => Some(c),
+            State::Opening => None,
+        }
     }
 
     fn send_job(&mut self, slot: usize, task: u64) {
@@ -502,6 +551,7 @@ impl Supervisor<'_> {
                     (Activity::Read, Some(r)) => proc.reading = Some((task, Some(r))),
                     (Activity::Compute, Some(r)) => {
                         proc.computing = Some((task, r));
+                        proc.computing_since = Some(Instant::now());
                         proc.calling = None;
                         self.refresh_label(slot);
                     }
@@ -509,9 +559,15 @@ impl Supervisor<'_> {
                 }
             }
             Reply::ReadDone {
-                seconds, fallbacks, ..
+                task,
+                seconds,
+                fallbacks,
+                ..
             } => {
                 timed(self.ctx, Phase::Read, seconds);
+                if let Some(c) = self.computing_of(task) {
+                    c.read_s += seconds;
+                }
                 self.ctx
                     .read_fallbacks
                     .fetch_add(fallbacks, Ordering::Relaxed);
@@ -542,7 +598,7 @@ impl Supervisor<'_> {
                     p.opened.insert(info.path.clone());
                 }
                 if let Some(job) = self.finish_job(slot, task) {
-                    self.opened(job.input, info);
+                    self.opened(job.input, info, seconds);
                 }
             }
             Reply::Inspected { task, .. } => {
@@ -588,6 +644,12 @@ impl Supervisor<'_> {
                 seconds,
             } => {
                 timed(self.ctx, Phase::Extract, seconds);
+                if let Some(p) = self.pool.procs[slot].as_mut() {
+                    p.computing_since = Some(Instant::now());
+                }
+                if let Some(c) = self.computing_of(task) {
+                    c.compute_s += seconds;
+                }
                 let Some(part) = protocol::part_from(first, shapes, failures, payload) else {
                     return;
                 };
@@ -596,6 +658,7 @@ impl Supervisor<'_> {
             Reply::Done { task } => {
                 if let Some(p) = self.pool.procs[slot].as_mut() {
                     p.computing = None;
+                    p.computing_since = None;
                     p.calling = None;
                 }
                 if let Some(job) = self.finish_job(slot, task) {
@@ -622,7 +685,7 @@ impl Supervisor<'_> {
         job
     }
 
-    fn opened(&mut self, input: usize, info: crate::source::ExperimentInfo) {
+    fn opened(&mut self, input: usize, info: crate::source::ExperimentInfo, open_s: f64) {
         if !self.exps.contains_key(&input) {
             return;
         }
@@ -721,6 +784,9 @@ impl Supervisor<'_> {
         let exp = self.exps.get_mut(&input).expect("opening experiment");
         exp.state = State::Computing(Box::new(Computing {
             prep,
+            open_s,
+            read_s: 0.0,
+            compute_s: 0.0,
             parts,
             missing,
             iso: HashMap::new(),
