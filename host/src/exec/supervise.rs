@@ -308,14 +308,29 @@ impl Supervisor<'_> {
         task
     }
 
-    /// Starts workers in empty slots while there is work.
+    /// Starts workers in empty slots while the queue holds more work a new worker could
+    /// take (see [`Self::may_join`]) than there are idle workers: a worker costs its start
+    /// and its own open of each file, which a read-bound experiment does not repay.
     fn fill_pool(&mut self) -> Result<(), String> {
         if self.jobs.is_empty() && self.next_input >= self.inputs.len() {
             return Ok(());
         }
+        let mut idle = (self.pool.procs.iter().flatten())
+            .filter(|p| p.jobs.is_empty())
+            .count();
+        let mut takeable = HashSet::new();
+        for t in &self.queue {
+            let job = &self.jobs[t];
+            if job.exclusive || matches!(job.kind, Kind::Open) {
+                takeable.insert((job.input, *t));
+            } else if self.may_join(None, job.input) {
+                takeable.insert((job.input, 0));
+            }
+        }
         for slot in 0..self.pool.procs.len() {
-            if self.pool.procs[slot].is_none() {
+            if self.pool.procs[slot].is_none() && takeable.len() > idle {
                 self.pool.spawn(slot)?;
+                idle += 1;
             }
         }
         Ok(())
@@ -377,18 +392,19 @@ impl Supervisor<'_> {
         if computes >= DEPTH {
             return None;
         }
-        let other = |t: &u64| !is_open(t) && self.may_join(proc, self.jobs[t].input);
+        let other = |t: &u64| !is_open(t) && self.may_join(Some(proc), self.jobs[t].input);
         own.or_else(|| (!opening).then(|| queued().position(other))?)
     }
 
-    /// Whether `proc` may take a range of experiment `input` that it does not have open:
-    /// when no other worker holds work of it, or when it is compute-bound. A worker's
-    /// reads already use every core, so a second worker on a read-bound experiment only
-    /// adds its open of the file (with `-j2`, one 5 001-step transfer file took 1.6x as
-    /// long split over two workers as on one, `docs/BENCHMARKS.md`).
-    fn may_join(&self, proc: &Proc, input: usize) -> bool {
+    /// Whether a worker (`proc`, or a new one) may take a range of experiment `input` that
+    /// it does not have open: when no other worker holds work of it, or when it is
+    /// compute-bound. A worker's reads already use every core, so a second worker on a
+    /// read-bound experiment only adds its open of the file (with `-j2`, one 5 001-step
+    /// transfer file took 1.6x as long split over two workers as on one,
+    /// `docs/BENCHMARKS.md`).
+    fn may_join(&self, proc: Option<&Proc>, input: usize) -> bool {
         let held_elsewhere = self.pool.procs.iter().flatten().any(|p| {
-            p.id != proc.id
+            proc.is_none_or(|me| p.id != me.id)
                 && p.jobs.iter().any(|t| {
                     self.jobs
                         .get(t)
