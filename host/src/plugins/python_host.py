@@ -23,12 +23,12 @@ os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
 os.dup2(2, 1)
 
 
-def _read_exact(n):
+def _read_exact(n, frame_start=False):
     chunks, got = [], 0
     while got < n:
         b = _IN.read(n - got)
         if not b:
-            if got == 0 and n == 8:
+            if got == 0 and frame_start:
                 return None
             raise EOFError("the host closed the channel inside a frame")
         chunks.append(b)
@@ -37,7 +37,7 @@ def _read_exact(n):
 
 
 def _read_frame():
-    lens = _read_exact(8)
+    lens = _read_exact(8, frame_start=True)
     if lens is None:
         return None, None
     h, p = struct.unpack("<II", lens)
@@ -48,7 +48,12 @@ def _read_frame():
 
 def _send(header, payload=b""):
     h = json.dumps(header).encode()
-    _OUT.write(struct.pack("<II", len(h), len(payload)) + h + payload)
+    frame = memoryview(struct.pack("<II", len(h), len(payload)) + h + payload)
+    try:
+        while frame:  # a raw write may take only part of a large frame
+            frame = frame[_OUT.write(frame):]
+    except OSError:  # the host is gone (a worker ended after its run): nobody to answer
+        os._exit(0)
 
 
 def _die_with_host():
