@@ -1,7 +1,7 @@
 //! Python plugins (`tests/fixtures/python/*.py`): the predecessor's extractor classes run
 //! as plugins and give the built-in extractors' values in both modes and with 1 and 2
-//! workers; an exception, a wrong shape and a killed Python process each cost only their
-//! step; `plugins list` and `plugins check` treat the files like libraries.
+//! workers; an exception, a wrong shape, a killed Python process and a hung step each
+//! cost only their step; `plugins list` and `plugins check` treat the files like libraries.
 //!
 //! Needs a Python with numpy: `/usr/bin/python3` (Debian's python3-numpy), or the one
 //! `OECT_PYTHON` names. Without numpy the tests print SKIPPED, except under `.ci/run`
@@ -45,6 +45,18 @@ fn oect_py(python: &str, args: &[&str]) -> Output {
 }
 
 fn run(python: &str, data: &Path, config: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_tagged(python, "", data, config, out, extra)
+}
+
+/// [`run`] with `OECT_TEST_TAG=tag` in the environment, which its processes inherit.
+fn run_tagged(
+    python: &str,
+    tag: &str,
+    data: &Path,
+    config: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Output {
     let plugins = fixtures();
     let mut args = vec![
         "run",
@@ -57,7 +69,30 @@ fn run(python: &str, data: &Path, config: &Path, out: &Path, extra: &[&str]) -> 
         plugins.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    oect_py(python, &args)
+    Command::new(oect_bin())
+        .args(args)
+        .env_remove("OECT_PLUGIN_PATH")
+        .env("OECT_PYTHON", python)
+        .env("OECT_TEST_TAG", tag)
+        .output()
+        .expect("run oect")
+}
+
+/// Processes whose environment holds `OECT_TEST_TAG=tag`.
+fn tagged_processes(tag: &str) -> Vec<u32> {
+    let needle = format!("OECT_TEST_TAG={tag}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
+            if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
 }
 
 /// Experiment (`chip-device`) → column name → rendering of the column's values.
@@ -185,7 +220,7 @@ fn fault_config(how: &str) -> String {
 }
 
 #[test]
-fn an_exception_a_wrong_shape_and_a_killed_python_process_cost_their_step() {
+fn an_exception_a_wrong_shape_a_killed_python_process_and_a_hang_cost_their_step() {
     let Some(python) = python() else { return };
     let dir = scratch("pyplug-faults");
     let data = data(&dir);
@@ -214,12 +249,20 @@ fn an_exception_a_wrong_shape_and_a_killed_python_process_cost_their_step() {
             "crashed",
             "died during this step (killed by SIGKILL)",
         ),
+        ("hang", "timeout", "no answer within 2 s (--step-timeout)"),
     ] {
         for mode in ["step", "experiment"] {
             let context = format!("{how}, {mode} mode");
             let out = dir.join(format!("{how}-{mode}"));
-            let args = ["--mode", mode, "-j", "2", "--json"];
-            let o = run(&python, &data, &cfg(how), &out, &args);
+            let args = ["--mode", mode, "-j", "2", "--json", "--step-timeout", "2"];
+            let tag = format!("oect-pyplug-{how}-{mode}-{}", std::process::id());
+            let o = run_tagged(&python, &tag, &data, &cfg(how), &out, &args);
+            // The Python process of a worker ended for a hung step went with it.
+            assert_eq!(
+                tagged_processes(&tag),
+                Vec::<u32>::new(),
+                "{context}: left behind"
+            );
             assert_eq!(o.status.code(), Some(1), "{context}: {}", show(&o));
             let summary: serde_json::Value = serde_json::from_slice(&o.stdout)
                 .unwrap_or_else(|e| panic!("{context}: not JSON ({e}): {}", show(&o)));

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::io::BufReader;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -308,7 +309,20 @@ struct Server {
 impl Server {
     fn start() -> Result<Server, Lost> {
         let python = interpreter();
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+        // which is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                // A Python step cannot outlive the oect process that asked for it (e.g. a
+                // worker its watchdog ended). The signal follows the forking *thread*, so
+                // the bootstrap also watches its parent pid, for children started from a
+                // thread that ends before the process does.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut child = command
             .arg("-c")
             .arg(BOOTSTRAP)
             .stdin(Stdio::piped())
