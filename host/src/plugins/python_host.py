@@ -110,21 +110,27 @@ def register(name):
     return wrap
 
 
+def _importable(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _install_modules():
-    oect = types.ModuleType("oect")
-    oect.__path__ = []
     ext = types.ModuleType("oect.extractors")
     ext.BaseExtractor, ext.register = BaseExtractor, register
-    oect.extractors = ext
-    sys.modules.setdefault("oect", oect)
+    # Where oect's wheel is installed, `oect` is its Python API: `oect.extractors` then
+    # joins that package (the import system finds it in sys.modules) instead of hiding it.
+    if not _importable("oect"):
+        oect = types.ModuleType("oect")
+        oect.__path__ = []
+        oect.extractors = ext
+        sys.modules["oect"] = oect
     sys.modules["oect.extractors"] = ext
     # The predecessor's import path, for files written for it: only when the real
     # oect-infra is not installed (then its classes register there, not here).
-    try:
-        real = importlib.util.find_spec("infra.features_v2.extractors.base") is not None
-    except (ImportError, ValueError):
-        real = False
-    if not real:
+    if not _importable("infra.features_v2.extractors.base"):
         parts = ["infra", "infra.features_v2", "infra.features_v2.extractors"]
         for i, p in enumerate(parts):
             m = sys.modules.get(p) or types.ModuleType(p)
