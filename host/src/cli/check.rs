@@ -1,4 +1,5 @@
-//! `oect plugins check LIB`: the conformance suite, run in a child process.
+//! `oect plugins check LIB`: the conformance suite, run in a child process. `LIB` is a
+//! native library or a Python plugin file (`.py`, checked through the same kit).
 //!
 //! The checks exist to find misbehaving extractors, so they must survive one: the child
 //! (`oect __check LIB`) loads the library and checks one extractor at a time, sending
@@ -20,6 +21,7 @@ use serde_json::{json, Value};
 
 use super::{OK, PARTIAL};
 use crate::exec::{pool, protocol, worker};
+use crate::plugins::python;
 
 /// The child: checks the plugin items (when starting at 0), then each extractor from `from`.
 pub fn child(library: &Path, from: usize) -> u8 {
@@ -33,14 +35,20 @@ pub fn child(library: &Path, from: usize) -> u8 {
             worker::quit(0);
         }
     };
-    let module = match crate::plugins::load_module(library) {
+    let loaded: Result<Box<dyn testkit::Target>, String> = if python::is_python(library) {
+        python::PyTarget::load(library).map(|t| Box::new(t) as Box<dyn testkit::Target>)
+    } else {
+        crate::plugins::load_module(library).map(|m| Box::new(m) as Box<dyn testkit::Target>)
+    };
+    let module = match loaded {
         Ok(m) => m,
         Err(message) => {
             send(json!({"type": "load_failed", "message": message}));
             worker::quit(0);
         }
     };
-    let names: Vec<String> = (module.extractors())()
+    let names: Vec<String> = module
+        .extractors()
         .iter()
         .map(|e| e.name.to_string())
         .collect();
@@ -50,12 +58,12 @@ pub fn child(library: &Path, from: usize) -> u8 {
         ..CheckOptions::default()
     };
     if from == 0 {
-        let report = testkit::check(&module, &only(Vec::new()));
+        let report = testkit::check(&*module, &only(Vec::new()));
         send(json!({"type": "report", "index": null, "report": report.to_json()}));
     }
     for (i, name) in names.iter().enumerate().skip(from) {
         send(json!({"type": "checking", "index": i}));
-        let report = testkit::check(&module, &only(vec![name.clone()]));
+        let report = testkit::check(&*module, &only(vec![name.clone()]));
         send(json!({"type": "report", "index": i, "report": report.to_json()}));
     }
     send(json!({"type": "done"}));

@@ -97,8 +97,12 @@ pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
                 continue;
             };
             let unit = if e.unit.is_empty() { "1" } else { &e.unit };
+            let shape = e
+                .shape
+                .as_ref()
+                .map_or(String::new(), |s| format!(" (per step: {s})"));
             outln!(
-                "  {:<24} {:<18} {} [{unit}]",
+                "  {:<24} {:<18} {} [{unit}]{shape}",
                 e.name,
                 e.reads(),
                 e.description

@@ -11,9 +11,14 @@
 //! the API version the library's header declares before anything of it runs; then
 //! abi_stable checks the layout of every type that crosses the boundary.
 //!
+//! A `.py` file in an explicit folder is a Python plugin ([`python`]): its extractor
+//! classes run in a Python child of each process that uses them.
+//!
 //! When two libraries offer the same extractor name, the one found first wins (so a
 //! `--plugin-dir` can override a built-in) and a warning names both libraries.
 //! Libraries are never unloaded.
+
+pub mod python;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,6 +108,9 @@ pub struct ExtractorDoc {
     pub unit: String,
     pub params: Vec<ParamDoc>,
     pub examples: Vec<ExampleDoc>,
+    /// The per-step shape with the default parameters (`a scalar`, `[n_cycles, 2]`), if
+    /// it can be created with them.
+    pub shape: Option<String>,
     /// Name of the plugin that provides it.
     pub plugin: String,
 }
@@ -150,6 +158,7 @@ impl ExtractorDoc {
                 .map(|e| ExampleDoc::new(e, &channels))
                 .collect(),
             channels,
+            shape: None,
             plugin: plugin.to_string(),
         })
     }
@@ -185,7 +194,14 @@ pub struct PluginDoc {
 
 struct Loaded {
     doc: PluginDoc,
-    module: PluginRef,
+    module: Module,
+}
+
+/// How a plugin's extractors are created.
+enum Module {
+    Native(PluginRef),
+    /// A Python file, served by this process's Python child.
+    Python,
 }
 
 /// All plugins found, and the extractors they offer.
@@ -311,6 +327,9 @@ pub fn search_path(plugin_dirs: &[PathBuf]) -> Vec<(PathBuf, bool)> {
 
 fn is_library(path: &Path, explicit: bool) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if explicit && python::is_python(path) {
+        return true;
+    }
     let ext = std::env::consts::DLL_EXTENSION;
     let is_dylib = path.extension().is_some_and(|e| e == ext);
     is_dylib && (explicit || name.starts_with(&format!("{}oect_", std::env::consts::DLL_PREFIX)))
@@ -366,6 +385,9 @@ impl Registry {
     }
 
     fn load(&mut self, path: &Path) {
+        if python::is_python(path) {
+            return self.load_python(path);
+        }
         let module = match load_module(path) {
             Ok(m) => m,
             Err(e) => {
@@ -387,9 +409,61 @@ impl Registry {
             }
             return;
         }
+        let infos = (module.extractors())().into_vec();
+        let shapes = infos
+            .iter()
+            .map(
+                |ex| match (module.create())(ex.name.as_rstr(), RStr::from_str("{}")) {
+                    RResult::ROk(e) => Some(e.output_shape().into_vec()),
+                    RResult::RErr(_) => None,
+                },
+            )
+            .collect();
+        let doc = PluginDoc {
+            name,
+            version: info.version.to_string(),
+            api_version: info.api_version.to_string(),
+            path: path.to_path_buf(),
+            extractors: Vec::new(),
+        };
+        self.add(doc, Module::Native(module), infos, shapes);
+    }
+
+    /// Loads a Python plugin file (its name is the file's stem).
+    fn load_python(&mut self, path: &Path) {
+        let plugin = match python::load(path) {
+            Ok(p) => p,
+            Err(e) => {
+                self.warnings.push(e);
+                return;
+            }
+        };
+        self.warnings.extend(plugin.problems);
+        let doc = PluginDoc {
+            name: python::plugin_name(path),
+            version: plugin.version,
+            // Served by this host's own bootstrap, so compatible by construction.
+            api_version: oect_plugin_api::API_VERSION.to_string(),
+            path: path.to_path_buf(),
+            extractors: Vec::new(),
+        };
+        let shapes = plugin.shapes.into_iter().map(Some).collect();
+        self.add(doc, Module::Python, plugin.extractors, shapes);
+    }
+
+    /// Registers a loaded plugin's extractors (those whose names are not taken).
+    fn add(
+        &mut self,
+        mut doc: PluginDoc,
+        module: Module,
+        infos: Vec<ExtractorInfo>,
+        shapes: Vec<Option<Vec<Dim>>>,
+    ) {
+        let path = doc.path.clone();
+        let name = doc.name.clone();
         let index = self.plugins.len();
         let mut names = Vec::new();
-        for ex in (module.extractors())() {
+        for (ex, shape) in infos.into_iter().zip(shapes) {
             let doc = match ExtractorDoc::new(&ex, &name) {
                 Ok(doc) => doc,
                 Err(why) => {
@@ -410,19 +484,15 @@ impl Registry {
                 ));
                 continue;
             }
+            let doc = ExtractorDoc {
+                shape: shape.map(|s| crate::graph::describe(&s)),
+                ..doc
+            };
             names.push(doc.name.clone());
             self.extractors.insert(doc.name.clone(), (index, doc));
         }
-        self.plugins.push(Loaded {
-            doc: PluginDoc {
-                name,
-                version: info.version.to_string(),
-                api_version: info.api_version.to_string(),
-                path: path.to_path_buf(),
-                extractors: names,
-            },
-            module,
-        });
+        doc.extractors = names;
+        self.plugins.push(Loaded { doc, module });
     }
 
     pub fn plugins(&self) -> impl Iterator<Item = &PluginDoc> {
@@ -461,19 +531,22 @@ impl Registry {
             });
         };
         let json = params.to_string();
-        let module = &self.plugins[*plugin].module;
-        match (module.create())(RStr::from_str(name), RStr::from_str(&json)) {
-            RResult::ROk(inner) => {
-                let shape = inner.output_shape().into_vec();
-                let channels = doc.channels.clone();
-                Ok(Extractor {
-                    inner,
-                    shape,
-                    channels,
-                })
+        let loaded = &self.plugins[*plugin];
+        let inner = match &loaded.module {
+            Module::Native(module) => {
+                match (module.create())(RStr::from_str(name), RStr::from_str(&json)) {
+                    RResult::ROk(inner) => inner,
+                    RResult::RErr(e) => return Err(e.into_string()),
+                }
             }
-            RResult::RErr(e) => Err(e.into_string()),
-        }
+            Module::Python => python::create(&loaded.doc.path, name, params)?,
+        };
+        let shape = inner.output_shape().into_vec();
+        Ok(Extractor {
+            inner,
+            shape,
+            channels: doc.channels.clone(),
+        })
     }
 }
 
