@@ -6,11 +6,13 @@
 //! [`ingest`] (raw instrument exports → HDF5, synthetic generator) →
 //! [`source`] (HDF5 experiment reader) → [`exec`] (step and
 //! experiment schedulers) → [`sink`] (Parquet output, skip / force) → [`view`] (figures
-//! and the HTML report) → [`cli`].
+//! and the HTML report) → [`cli`]. [`frame`] is the wire format of the worker processes and
+//! of Python plugin children, below both.
 
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod frame;
 pub mod graph;
 pub mod ingest;
 pub mod plugins;

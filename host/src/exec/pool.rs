@@ -13,7 +13,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -271,30 +271,13 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// Why a process ended, in words.
+/// Why a worker process ended, in words: its own exit statuses by meaning, else as
+/// [`crate::frame::ended`] says.
 pub fn describe(status: ExitStatus) -> String {
-    if let Some(sig) = status.signal() {
-        let name = match sig {
-            libc::SIGSEGV => "SIGSEGV (segmentation fault)",
-            libc::SIGABRT => "SIGABRT (abort)",
-            libc::SIGBUS => "SIGBUS (bus error)",
-            libc::SIGILL => "SIGILL (illegal instruction)",
-            libc::SIGFPE => "SIGFPE (arithmetic error)",
-            libc::SIGKILL => "SIGKILL",
-            libc::SIGTERM => "SIGTERM",
-            libc::SIGINT => "SIGINT",
-            libc::SIGPIPE => "SIGPIPE",
-            libc::SIGTRAP => "SIGTRAP",
-            libc::SIGSYS => "SIGSYS",
-            _ => return format!("killed by signal {sig}"),
-        };
-        return format!("killed by {name}");
-    }
     match status.code() {
         Some(EXIT_TIMEOUT) => "ended by its watchdog".into(),
         Some(EXIT_FATAL) => "it could not start".into(),
-        Some(code) => format!("exited with status {code} (exit() was called)"),
-        None => "it ended".into(),
+        _ => crate::frame::ended(status),
     }
 }
 

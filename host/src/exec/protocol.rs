@@ -11,8 +11,9 @@
 //! H bytes header: one JSON object with a "type" field
 //! P bytes payload: little-endian f64 values (only `part` frames carry any)
 //! ```
+//!
+//! ([`crate::frame`] reads and writes them; Python plugin children speak the same frames.)
 
-use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -21,13 +22,9 @@ use serde::{Deserialize, Serialize};
 use oect_plugin_api::FailureKind;
 
 use super::compute::{Failure, Part};
+pub use crate::frame::{read_frame, write_frame};
 use crate::graph::Source;
 use crate::source::{ExperimentInfo, Overview};
-
-/// Largest header accepted (a part's shapes and errors for 512 steps are a few kB).
-const MAX_HEADER: usize = 64 << 20;
-/// Largest payload accepted.
-const MAX_PAYLOAD: usize = 1 << 30;
 
 /// A config as the worker rebuilds it: the exact text, so the graph and its hash agree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,51 +212,6 @@ pub enum Reply {
         step: Option<usize>,
         seconds: f64,
     },
-}
-
-/// Writes one frame.
-pub fn write_frame(w: &mut impl Write, header: &impl Serialize, payload: &[f64]) -> io::Result<()> {
-    let json = serde_json::to_vec(header).map_err(io::Error::other)?;
-    let mut frame = Vec::with_capacity(8 + json.len() + 8 * payload.len());
-    frame.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&((8 * payload.len()) as u32).to_le_bytes());
-    frame.extend_from_slice(&json);
-    for v in payload {
-        frame.extend_from_slice(&v.to_le_bytes());
-    }
-    w.write_all(&frame)
-}
-
-/// Reads one frame: `Ok(None)` at a clean end of stream.
-pub fn read_frame<T: for<'de> Deserialize<'de>>(
-    r: &mut impl Read,
-) -> io::Result<Option<(T, Vec<f64>)>> {
-    let mut lens = [0u8; 8];
-    match r.read_exact(&mut lens[..1]) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    r.read_exact(&mut lens[1..])?;
-    let h = u32::from_le_bytes(lens[..4].try_into().expect("4 bytes")) as usize;
-    let p = u32::from_le_bytes(lens[4..].try_into().expect("4 bytes")) as usize;
-    if h > MAX_HEADER || p > MAX_PAYLOAD || p % 8 != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad frame lengths: header {h}, payload {p}"),
-        ));
-    }
-    let mut header = vec![0u8; h];
-    r.read_exact(&mut header)?;
-    let mut bytes = vec![0u8; p];
-    r.read_exact(&mut bytes)?;
-    let message = serde_json::from_slice(&header)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad header: {e}")))?;
-    let payload = bytes
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect();
-    Ok(Some((message, payload)))
 }
 
 /// The `part` reply for `part` and its payload.

@@ -31,7 +31,7 @@ use oect_plugin_api::testkit;
 use oect_plugin_api::{Dim, ExtractorInfo, FailureKind, FeatureValue, PluginInfo, StepFailure};
 use serde_json::{json, Value};
 
-use crate::exec::{pool, protocol};
+use crate::frame;
 
 const BOOTSTRAP: &str = include_str!("python_host.py");
 
@@ -361,7 +361,7 @@ impl Server {
     }
 
     fn read(&mut self) -> Result<(Value, Vec<f64>), Lost> {
-        match protocol::read_frame::<Value>(&mut self.output) {
+        match frame::read_frame::<Value>(&mut self.output) {
             Ok(Some(frame)) => Ok(frame),
             Ok(None) | Err(_) => Err(self.died()),
         }
@@ -380,11 +380,11 @@ impl Server {
                 }
             }
         };
-        Lost::Died(pool::describe(status))
+        Lost::Died(frame::ended(status))
     }
 
     fn call(&mut self, request: &Value, payload: &[f64]) -> Result<(Value, Vec<f64>), Lost> {
-        if protocol::write_frame(&mut self.input, request, payload).is_err() {
+        if frame::write_frame(&mut self.input, request, payload).is_err() {
             return Err(self.died());
         }
         self.read()
