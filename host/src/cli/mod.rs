@@ -209,9 +209,9 @@ struct RunArgs {
     batch: BatchArgs,
     #[command(flatten)]
     options: RunOptionArgs,
-    /// Worker processes, which open the files and run the extractors [default: cores - 1,
-    /// at least 1]. Each decodes HDF5 chunks on its own pool of one thread per available
-    /// core.
+    /// Worker processes, which open the files and run the extractors [default: the cores
+    /// available to oect, or SLURM_CPUS_PER_TASK when set]. Each decodes HDF5 chunks on its
+    /// own pool of one thread per available core.
     #[arg(short = 'j', long)]
     workers: Option<usize>,
     /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
@@ -526,9 +526,24 @@ fn generate_spec(a: &GenerateArgs) -> synth::SynthSpec {
 
 use inputs::collect_inputs;
 
+/// Worker processes when `-j` is not given: one per core this process may use.
+///
+/// The supervisor is a light thread (it waits on pipes), so it needs no core of its own;
+/// `docs/BENCHMARKS.md` ("Default worker count") measures `-j 1` against `-j 2` on 2 cores.
 fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1))
+    workers_for(
+        std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref(),
+        std::thread::available_parallelism().ok().map(|n| n.get()),
+    )
+}
+
+/// The default worker count from Slurm's CPUs per task (when set and valid) and the cores
+/// `available_parallelism` reports (it honours the affinity mask and cgroup quotas).
+fn workers_for(slurm_cpus: Option<&str>, available: Option<usize>) -> usize {
+    slurm_cpus
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .or(available)
         .unwrap_or(1)
         .max(1)
 }

@@ -174,3 +174,15 @@ fn submit_refuses_bad_run_options_before_submitting() {
         "{err}"
     );
 }
+
+#[test]
+fn default_workers_use_every_available_core_or_slurms_cpus() {
+    assert_eq!(workers_for(None, Some(2)), 2);
+    assert_eq!(workers_for(None, Some(1)), 1);
+    assert_eq!(workers_for(Some("8"), Some(2)), 8);
+    // An unset, empty, zero or garbled SLURM_CPUS_PER_TASK falls back to the cores.
+    assert_eq!(workers_for(Some(""), Some(4)), 4);
+    assert_eq!(workers_for(Some("0"), Some(4)), 4);
+    assert_eq!(workers_for(Some("2(x3)"), Some(4)), 4);
+    assert_eq!(workers_for(None, None), 1);
+}

@@ -58,7 +58,7 @@ pub(super) struct WatchArgs {
     /// Rescan the folders every interval instead of using the OS's file-change notifications.
     #[arg(long)]
     poll: bool,
-    /// Worker threads [default: cores - 1].
+    /// Worker threads [default: the cores available, or SLURM_CPUS_PER_TASK when set].
     #[arg(short = 'j', long)]
     workers: Option<usize>,
 }
