@@ -9,6 +9,7 @@ mod inputs;
 mod report;
 #[cfg(test)]
 mod tests;
+mod validate;
 mod view;
 mod watch;
 
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, ConfigError, FeatureConfig};
+use crate::config::{self, FeatureConfig};
 use crate::exec::{self, Mode, ProgressMode, RunOptions};
 use crate::graph::FeatureGraph;
 use crate::ingest::synth;
@@ -51,6 +52,16 @@ struct Cli {
 enum Command {
     /// Compute a feature config over experiment files; one Parquet file per experiment.
     Run(RunArgs),
+    /// Validate feature configs without reading any data: every problem of each is
+    /// reported (exit 2); a valid one is summarised with its features' layers.
+    Check {
+        /// Configs: shipped names or paths to .yaml/.yml/.json files.
+        #[arg(required = true, value_name = "CONFIG")]
+        configs: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a small dataset, run a shipped config on it and show the results.
     Demo {
         /// Folder for the generated data and the outputs.
@@ -405,7 +416,7 @@ pub fn main() -> ExitCode {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            errln!("error: {e:#}");
+            report_error(&e);
             USAGE
         }
     };
@@ -417,9 +428,18 @@ pub fn main() -> ExitCode {
     })
 }
 
+/// `error: …` on stderr; a config with several problems gets one such line for each.
+fn report_error(e: &anyhow::Error) {
+    match e.downcast_ref::<config::ConfigError>() {
+        Some(problems) => problems.problems().for_each(|p| errln!("error: {p}")),
+        None => errln!("error: {e:#}"),
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Run(args) => run(&cli.plugin_dirs, args),
+        Command::Check { configs, json } => validate::check(&cli.plugin_dirs, &configs, json),
         Command::Demo { out } => demo(&cli.plugin_dirs, &out),
         Command::Convert(args) => convert::convert(&args),
         Command::Watch(args) => watch::watch(&cli.plugin_dirs, &args),
@@ -561,10 +581,7 @@ fn job(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Job> {
     for w in &registry.warnings {
         errln!("warning: {w}");
     }
-    let config = config::load(config)?;
-    let graph = FeatureGraph::build(&config, &registry)?;
-    crate::sink::check_columns(&exec::table::feature_columns(&graph))
-        .map_err(|e| ConfigError(format!("{}: {e}", config.origin)))?;
+    let (config, graph) = validate::load(&registry, config)?;
     let sink = Sink::open(
         out,
         &config.name,

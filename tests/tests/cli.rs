@@ -1,0 +1,116 @@
+//! The command line's own behaviour, end to end: `oect check`.
+
+use oect_e2e::{oect, scratch, show};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_reports_every_problem_of_every_config_at_once() {
+    let dir = scratch("cli-check");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "features:\n  - {name: g, extractor: transfer.gm_max, input: transfer, parmas: {}}\n  - {name: v, extractor: transfer.no_such, input: transfer}\n  - {name: r, func: 'lambda x: x', input: gm}\n",
+    )
+    .unwrap();
+    let also_bad = dir.join("also_bad.yaml");
+    std::fs::write(&also_bad, "data_type: voltage\nfeatures: []\n").unwrap();
+    let o = oect(&[
+        "check",
+        bad.to_str().unwrap(),
+        "v2_mixed",
+        also_bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = stderr(&o);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    // bad.yaml: the unknown key stops `g` at the schema, before the graph is built; the
+    // graph's problems show once the schema is clean (below). also_bad.yaml: two.
+    assert_eq!(errors.len(), 3, "{}", show(&o));
+    assert!(err.contains("feature 'g': unknown key `parmas`"), "{err}");
+    assert!(err.contains("data_type must be one of"), "{err}");
+    assert!(err.contains("`features` must not be empty"), "{err}");
+    assert!(err.contains("2 of 3 configs invalid: 3 problems"), "{err}");
+    // The valid one is summarised on stdout.
+    assert!(
+        stdout(&o).contains("builtin:v2_mixed: ok — 8 features in 3 layers"),
+        "{}",
+        show(&o)
+    );
+
+    // Schema-valid, graph-invalid: every broken feature at once.
+    std::fs::write(
+        &bad,
+        "features:\n  - {name: g, extractor: transfer.gm_max, input: transfer}\n  - {name: v, extractor: transfer.no_such, input: transfer}\n  - {name: r, func: 'lambda x: x', input: gm}\n  - {name: s, func: 'lambda x: x +', input: g}\n",
+    )
+    .unwrap();
+    let o = oect(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        3,
+        "{err}"
+    );
+    for want in [
+        "feature 'v': unknown extractor 'transfer.no_such'",
+        "feature 'r': input 'gm' is neither",
+        "feature 's': invalid func",
+    ] {
+        assert!(err.contains(want), "{want} not in\n{err}");
+    }
+    // `run` lists the same problems and computes nothing.
+    let out = dir.join("out");
+    let o = oect(&[
+        "run",
+        dir.to_str().unwrap(),
+        "-c",
+        bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(
+        stderr(&o)
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .count(),
+        3,
+        "{}",
+        show(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn check_summarises_a_valid_config_by_layer() {
+    let o = oect(&["check", "transient_tau"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let text = stdout(&o);
+    assert!(text.contains("7 features in 2 layers"), "{text}");
+    let layer1 = text.split("layer 1:").nth(1).expect("a layer 1");
+    assert!(
+        text.split("layer 1:")
+            .next()
+            .unwrap()
+            .contains("tau_cycles"),
+        "{text}"
+    );
+    for f in ["tau_on_mean", "tau_off_std", "tau_on_evolution"] {
+        assert!(layer1.contains(f), "{f} not in layer 1:\n{text}");
+    }
+    let o = oect(&["check", "--json", "transient_tau", "v2_quick_analysis"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc[0]["layers"], 2);
+    assert_eq!(doc[0]["features"][0]["name"], "tau_cycles");
+    assert_eq!(doc[0]["features"][0]["layer"], 0);
+    assert_eq!(doc[0]["features"][0]["shape"], "[n_cycles, 2]");
+    assert_eq!(doc[1]["features"].as_array().unwrap().len(), 3);
+}
