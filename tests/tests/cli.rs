@@ -1,6 +1,6 @@
-//! The command line's own behaviour, end to end: `oect check`.
+//! The command line's own behaviour, end to end: `oect check` and the suggestions.
 
-use oect_e2e::{oect, scratch, show};
+use oect_e2e::{generate, oect, run_config, scratch, show};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -113,4 +113,70 @@ fn check_summarises_a_valid_config_by_layer() {
     assert_eq!(doc[0]["features"][0]["layer"], 0);
     assert_eq!(doc[0]["features"][0]["shape"], "[n_cycles, 2]");
     assert_eq!(doc[1]["features"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn misspelt_names_get_the_nearest_valid_one() {
+    let dir = scratch("cli-suggest");
+    let config = dir.join("typos.yaml");
+    std::fs::write(
+        &config,
+        "features:\n  - {name: gm, extractor: transfer.gm_maxx, input: transfer}\n  - {name: von, extractor: transfer.Von, input: transfer, params: {dirction: forward, device_type: N}}\n  - {name: i, extractor: transfer.absI_max, input: transfer, params: {device_type: Q}}\n  - {name: g2, extractor: transfer.gm_max, input: transfer, params: {direction: fowrard}}\n  - {name: r, func: 'lambda x: x', input: vonn}\n  - {name: ok, extractor: transfer.absI_max, input: transfer}\n  - {name: z, func: 'lambda gm_value: gm_valeu * 2', input: ok}\n",
+    )
+    .unwrap();
+    let o = oect(&["check", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = stderr(&o);
+    for want in [
+        "feature 'gm': unknown extractor 'transfer.gm_maxx'; did you mean 'transfer.gm_max'?",
+        "feature 'von': transfer.Von: unknown parameter 'dirction'; did you mean 'direction'?",
+        "feature 'i': transfer.absI_max: parameter 'device_type': 'Q' is not one of N, n, P, p\n",
+        "parameter 'direction': 'fowrard' is not one of forward, reverse, both",
+        "did you mean 'forward'?",
+        "input 'vonn' is neither a data source (transfer, transient) nor a feature of this config; did you mean 'von'?",
+        "unknown name `gm_valeu`; did you mean 'gm_value'?",
+    ] {
+        assert!(err.contains(want), "{want:?} not in\n{err}");
+    }
+    let o = oect(&["check", "v2_transfer_basc"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("did you mean 'v2_transfer_basic'?"),
+        "{}",
+        show(&o)
+    );
+    std::fs::write(
+        &config,
+        "features:\n  - {name: gm, extractor: transfer.gm_max, input: transfer, parmas: {}}\n",
+    )
+    .unwrap();
+    let o = oect(&["check", config.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("unknown key `parmas`; did you mean 'params'?"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn a_filter_that_matches_nothing_lists_what_there_is() {
+    let dir = scratch("cli-filter");
+    let data = dir.join("data");
+    let out = dir.join("out");
+    generate(
+        &data,
+        &["--experiments", "2", "--steps", "2", "--transfer-only"],
+    );
+    let o = run_config(&data, "v2_quick_analysis", &out, &["--chip-id", "SYN0001"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--chip-id 'SYN0001' matches none of the 2 experiments (chips: #SYN0001, #SYN0002; devices: 1, 2); did you mean '#SYN0001'?"),
+        "{}",
+        show(&o)
+    );
+    // With the `#`, it matches one.
+    let o = run_config(&data, "v2_quick_analysis", &out, &["--chip-id", "#SYN0001"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(oect_e2e::parquet_files(&out).len(), 1);
 }

@@ -607,7 +607,15 @@ fn execute(
     // Fail fast: a folder that cannot be written is found before any file is read.
     job.sink.create_folder()?;
     let out = job.sink.dir().to_path_buf();
+    let filters = [
+        ("--chip-id", opts.chip_id.clone()),
+        ("--device-id", opts.device_id.clone()),
+    ];
     let summary = exec::run(job.graph, job.config, job.sink, inputs, opts);
+    if summary.experiments.is_empty() && !summary.filtered.is_empty() {
+        unmatched_filters(&filters, &summary.filtered);
+        return Ok((USAGE, summary));
+    }
     report::summary(&summary, &out, json)?;
     if summary.interrupted {
         /// The shell's status for a command stopped by SIGINT.
@@ -619,6 +627,37 @@ fn execute(
         return Ok((INTERRUPTED, summary));
     }
     Ok((if summary.all_ok() { OK } else { PARTIAL }, summary))
+}
+
+/// Every experiment was left out by the filters: says so, with the chips and devices
+/// there are and the nearest to each filter (`SYN0001` for `#SYN0001`).
+fn unmatched_filters(filters: &[(&str, Option<String>); 2], found: &[(String, String)]) {
+    let mut chips: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+    let mut devices: Vec<&str> = found.iter().map(|f| f.1.as_str()).collect();
+    for list in [&mut chips, &mut devices] {
+        list.sort();
+        list.dedup();
+    }
+    let (mut given, mut hints) = (Vec::new(), String::new());
+    for ((flag, value), known) in filters.iter().zip([&chips, &devices]) {
+        if let Some(value) = value {
+            given.push(format!("{flag} '{value}'"));
+            hints += &crate::suggest::hint(value, known.iter().copied());
+        }
+    }
+    errln!(
+        "error: {} {} none of the {} {} (chips: {}; devices: {}){hints}",
+        given.join(" and "),
+        if given.len() == 1 { "matches" } else { "match" },
+        found.len(),
+        if found.len() == 1 {
+            "experiment"
+        } else {
+            "experiments"
+        },
+        chips.join(", "),
+        devices.join(", ")
+    );
 }
 
 fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {

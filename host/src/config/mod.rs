@@ -137,7 +137,8 @@ pub fn load(name_or_path: &str) -> Result<FeatureConfig, ConfigError> {
     if !path.exists() {
         let names: Vec<&str> = builtin().map(|b| b.0).collect();
         return Err(ConfigError::new(format!(
-            "config '{name_or_path}' is neither a file nor a built-in config (built-in: {})",
+            "config '{name_or_path}' is neither a file nor a built-in config{} (built-in: {})",
+            crate::suggest::hint(name_or_path, names.iter().copied()),
             names.join(", ")
         )));
     }
@@ -343,7 +344,8 @@ fn feature(item: &Yaml, name_key: Option<&String>, index: usize) -> Parsed {
         match key {
             Yaml::String(k) if FEATURE_KEYS.contains(&k.as_str()) => {}
             Yaml::String(k) => errors.push(format!(
-                "unknown key `{k}` (allowed: {})",
+                "unknown key `{k}`{} (allowed: {})",
+                crate::suggest::hint(k, FEATURE_KEYS.iter().copied()),
                 FEATURE_KEYS.join(", ")
             )),
             other => errors.push(format!("key {other:?} must be a string")),
@@ -422,7 +424,8 @@ fn check_keys(value: &Yaml, what: &str, allowed: &[&str]) -> Result<(), String> 
                 let k = k.as_str().unwrap_or("?");
                 if !allowed.contains(&k) {
                     return Err(format!(
-                        "{what}: unknown key `{k}` (allowed: {})",
+                        "{what}: unknown key `{k}`{} (allowed: {})",
+                        crate::suggest::hint(k, allowed.iter().copied()),
                         allowed.join(", ")
                     ));
                 }
@@ -438,8 +441,12 @@ fn check_literal(value: Option<&Yaml>, what: &str, allowed: &[&str]) -> Result<(
         None | Some(Yaml::Null) => Ok(()),
         Some(Yaml::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
         Some(v) => Err(format!(
-            "{what} must be one of {}, got {v:?}",
-            allowed.join(", ")
+            "{what} must be one of {}, got {v:?}{}",
+            allowed.join(", "),
+            v.as_str().map_or(String::new(), |s| crate::suggest::hint(
+                s,
+                allowed.iter().copied()
+            ))
         )),
     }
 }

@@ -204,9 +204,15 @@ impl FeatureGraph {
                 } else if let Some(s) = Source::parse(name) {
                     resolved.push(Input::Source(s));
                 } else {
+                    let known = config
+                        .features
+                        .iter()
+                        .map(|g| g.name.as_str())
+                        .chain(["transfer", "transient"]);
                     errors.push((i, at(format!(
-                        "feature '{}': input '{name}' is neither a data source (transfer, transient) nor a feature of this config ({})",
+                        "feature '{}': input '{name}' is neither a data source (transfer, transient) nor a feature of this config{} ({})",
                         f.name,
+                        crate::suggest::hint(name, known),
                         feature_names()
                     ))));
                     broken[i] = true;
@@ -259,7 +265,19 @@ impl FeatureGraph {
                                 .create(name, &spec.params)
                                 .err()
                                 .unwrap_or_default();
-                            here(e)
+                            let names = registry.extractors().map(|d| d.name.as_str());
+                            match crate::suggest::nearest(name, names) {
+                                Some(near) => here(format!(
+                                    "unknown extractor '{name}'; did you mean '{near}'? (`oect plugins list` shows them all)"
+                                )),
+                                None => here(e),
+                            }
+                        })?;
+                        check_params(doc, &spec.params).map_err(|e| {
+                            ConfigError::many(
+                                e.into_iter()
+                                    .map(|m| at(format!("feature '{}': {name}: {m}", spec.name))),
+                            )
                         })?;
                         let rows =
                             extractor_rows(doc.input, &node_inputs, &nodes).map_err(&here)?;
@@ -459,6 +477,52 @@ fn extractor_rows(kind: InputKind, inputs: &[Input], nodes: &[Node]) -> Result<S
             }
             rows.ok_or_else(|| "no input features given".to_string())
         }
+    }
+}
+
+/// The host's own check of an extractor's parameters against its declaration, before the
+/// plugin's: every unknown name and every choice outside its list, each with the nearest
+/// valid one. Types and limits are left to the plugin, whose messages say them best.
+fn check_params(
+    doc: &crate::plugins::ExtractorDoc,
+    params: &serde_json::Value,
+) -> Result<(), Vec<String>> {
+    let Some(given) = params.as_object() else {
+        return Ok(());
+    };
+    let names: Vec<&str> = doc.params.iter().map(|p| p.name.as_str()).collect();
+    let mut problems = Vec::new();
+    for (key, value) in given {
+        let Some(param) = doc.params.iter().find(|p| p.name == *key) else {
+            let accepted = if names.is_empty() {
+                "this extractor takes none".to_string()
+            } else {
+                format!("accepted: {}", names.join(", "))
+            };
+            problems.push(format!(
+                "unknown parameter '{key}'{} ({accepted})",
+                crate::suggest::hint(key, names.iter().copied())
+            ));
+            continue;
+        };
+        // `one of: forward, reverse, both`
+        let (Some(choices), Some(value)) = (param.kind.strip_prefix("one of: "), value.as_str())
+        else {
+            continue;
+        };
+        let choices: Vec<&str> = choices.split(", ").collect();
+        if !choices.contains(&value) {
+            problems.push(format!(
+                "parameter '{key}': '{value}' is not one of {}{}",
+                choices.join(", "),
+                crate::suggest::hint(value, choices.iter().copied())
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
     }
 }
 
