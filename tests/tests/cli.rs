@@ -1,4 +1,7 @@
-//! The command line's own behaviour, end to end: `oect check` and the suggestions.
+//! The command line's own behaviour, end to end: `oect check`, the suggestions, the
+//! completions and the man page.
+
+use std::process::Command;
 
 use oect_e2e::{generate, oect, run_config, scratch, show};
 
@@ -179,4 +182,60 @@ fn a_filter_that_matches_nothing_lists_what_there_is() {
     let o = run_config(&data, "v2_quick_analysis", &out, &["--chip-id", "#SYN0001"]);
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(oect_e2e::parquet_files(&out).len(), 1);
+}
+
+#[test]
+fn completions_know_the_subcommands_and_options() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = oect(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", show(&o));
+        let script = stdout(&o);
+        for word in ["run", "check", "collect", "inspect", "chip-id", "workers"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    let o = oect(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}
+
+#[test]
+fn the_man_page_renders() {
+    let o = oect(&["man"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let page = stdout(&o);
+    assert!(
+        page.starts_with(".ie"),
+        "not roff: {}",
+        &page[..page.len().min(200)]
+    );
+    assert!(page.contains(".TH oect 1"), "{page}");
+    assert!(
+        page.contains("oect\\-run(1)") || page.contains("oect-run(1)"),
+        "{page}"
+    );
+    let dir = scratch("cli-man");
+    let o = oect(&["man", "-o", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", show(&o));
+    for name in [
+        "oect.1",
+        "oect-run.1",
+        "oect-check.1",
+        "oect-plugins-list.1",
+    ] {
+        assert!(dir.join(name).is_file(), "{name} not written: {}", show(&o));
+    }
+    assert!(!dir.join("oect-__worker.1").exists());
+    // `man` itself renders it, where installed.
+    match Command::new("man")
+        .arg("-l")
+        .arg(dir.join("oect-run.1"))
+        .env("MANWIDTH", "100")
+        .output()
+    {
+        Ok(m) if m.status.success() => {
+            let text = String::from_utf8_lossy(&m.stdout);
+            assert!(text.contains("--chip-id"), "{text}");
+        }
+        _ => println!("SKIPPED: rendering with man(1) (not installed)"),
+    }
 }

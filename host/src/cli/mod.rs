@@ -7,6 +7,7 @@ mod check;
 mod convert;
 mod inputs;
 mod report;
+mod shell;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -96,6 +97,18 @@ enum Command {
     Slurm {
         #[command(subcommand)]
         command: SlurmCommand,
+    },
+    /// Print a shell completion script (e.g. `oect completions bash > ~/.local/share/bash-completion/completions/oect`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Folder for `oect.1`, `oect-run.1`, … (e.g. /usr/local/share/man/man1).
+        #[arg(short, long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// A worker process of a run (started by oect itself; speaks the worker protocol on
     /// its stdin).
@@ -456,6 +469,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(OK)
         }
         Command::Inspect { file, json } => report::inspect(&exec::probe::inspect(&file)?, json),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { out } => shell::man(out.as_deref()),
         Command::Worker => Ok(exec::worker::main()),
         Command::CheckChild { library, from } => Ok(check::child(&library, from.unwrap_or(0))),
         Command::Plugins {
