@@ -1,5 +1,5 @@
 //! The command line's own behaviour, end to end: `oect check`, the suggestions, the
-//! completions and the man page.
+//! completions and the man page, and the options all commands share.
 
 use std::process::Command;
 
@@ -238,4 +238,201 @@ fn the_man_page_renders() {
         }
         _ => println!("SKIPPED: rendering with man(1) (not installed)"),
     }
+}
+
+#[test]
+fn shared_options_have_one_name_across_subcommands() {
+    let help = |cmd: &[&str]| {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let o = oect(&args);
+        assert!(o.status.success(), "{}", show(&o));
+        stdout(&o)
+    };
+    // `-o/--out` wherever a command writes somewhere.
+    for cmd in [
+        &["run"][..],
+        &["demo"],
+        &["collect"],
+        &["convert"],
+        &["watch"],
+        &["generate"],
+        &["plot"],
+        &["report"],
+        &["status"],
+        &["man"],
+    ] {
+        let text = help(cmd);
+        assert!(text.contains("-o, --out <"), "{cmd:?}:\n{text}");
+        assert!(text.contains("Exit codes:"), "{cmd:?}:\n{text}");
+        for global in ["-q, --quiet", "-v, --verbose", "--color <WHEN>"] {
+            assert!(text.contains(global), "{cmd:?} lacks {global}:\n{text}");
+        }
+    }
+    for cmd in [&["run"][..], &["collect"], &["watch"], &["status"]] {
+        assert!(help(cmd).contains("-c, --config <"), "{cmd:?}");
+    }
+    // `--json` on every listing command.
+    for cmd in [
+        &["plugins", "list"][..],
+        &["configs", "list"],
+        &["inspect"],
+        &["status"],
+        &["check"],
+        &["convert"],
+    ] {
+        assert!(help(cmd).contains("--json"), "{cmd:?}");
+    }
+    let o = oect(&["configs", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "transient_tau"));
+}
+
+#[test]
+fn config_names_resolve_alike_everywhere_and_find_local_files() {
+    let dir = scratch("cli-config-forms");
+    std::fs::write(
+        dir.join("features.yaml"),
+        "features:\n  - {name: i, extractor: transfer.absI_max, input: transfer}\n",
+    )
+    .unwrap();
+    generate(&dir.join("data"), &["--steps", "2", "--transfer-only"]);
+    let in_dir = |args: &[&str]| {
+        Command::new(oect_e2e::oect_bin())
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("OECT_PLUGIN_PATH")
+            .output()
+            .unwrap()
+    };
+    // A bare name finds ./NAME.yaml in run, check and collect alike.
+    let o = in_dir(&["check", "features"]);
+    assert!(stdout(&o).contains("features.yaml: ok"), "{}", show(&o));
+    let o = in_dir(&["run", "data", "-c", "features", "-o", "out"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(oect_e2e::parquet_files(&dir.join("out/features")).len(), 1);
+    for form in ["features", "features.yaml", "./features.yaml"] {
+        let o = in_dir(&["collect", "out", "-c", form, "-o", "all.parquet"]);
+        assert!(o.status.success(), "{form}: {}", show(&o));
+        assert!(stdout(&o).contains("1 experiment, 2 rows"), "{}", show(&o));
+    }
+}
+
+#[test]
+fn quiet_keeps_errors_and_results_only() {
+    let dir = scratch("cli-quiet");
+    let data = dir.join("data");
+    generate(
+        &data,
+        &["--experiments", "2", "--steps", "2", "--transfer-only"],
+    );
+    std::fs::write(data.join("broken.h5"), b"not HDF5").unwrap();
+    let out = dir.join("out");
+    let o = run_config(&data, "v2_quick_analysis", &out, &["-q"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(stdout(&o), "", "{}", show(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("FAILED ") && err.contains("broken.h5"),
+        "{err}"
+    );
+    // The summary is on stdout without -q, the FAILED line on stderr either way.
+    let o = run_config(&data, "v2_quick_analysis", &out, &[]);
+    assert!(
+        stdout(&o).starts_with("3 experiments: 0 written, 2 skipped (up to date), 1 failed"),
+        "{}",
+        show(&o)
+    );
+    assert!(!stdout(&o).contains("FAILED"), "{}", show(&o));
+    assert!(stderr(&o).contains("FAILED "), "{}", show(&o));
+    // -v lists every experiment.
+    let o = run_config(&data, "v2_quick_analysis", &out, &["-v"]);
+    assert_eq!(
+        stdout(&o).matches("skipped (up to date) ").count(),
+        2,
+        "{}",
+        show(&o)
+    );
+    // --json is a result: -q keeps it.
+    let o = run_config(&data, "v2_quick_analysis", &out, &["-q", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["experiments"].as_array().unwrap().len(), 3);
+    // --color always colours the labels, NO_COLOR and --color never do not.
+    let o = run_config(
+        &data,
+        "v2_quick_analysis",
+        &out,
+        &["-q", "--color", "always"],
+    );
+    assert!(
+        stderr(&o).contains("\u{1b}[1;31mFAILED\u{1b}[0m"),
+        "{}",
+        show(&o)
+    );
+    let o = Command::new(oect_e2e::oect_bin())
+        .args([
+            "run",
+            data.to_str().unwrap(),
+            "-c",
+            "v2_quick_analysis",
+            "-o",
+        ])
+        .arg(&out)
+        .args(["-q", "--color", "auto"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains('\u{1b}'), "{}", show(&o));
+}
+
+#[test]
+fn inspect_takes_folders_and_several_files() {
+    let dir = scratch("cli-inspect");
+    let files = generate(&dir.join("data"), &["--experiments", "2", "--steps", "2"]);
+    let o = oect(&["inspect", dir.join("data").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(
+        stdout(&o).matches("  chip #SYN000").count(),
+        2,
+        "{}",
+        show(&o)
+    );
+    let o = oect(&[
+        "inspect",
+        "--json",
+        files[0].to_str().unwrap(),
+        files[1].to_str().unwrap(),
+    ]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    // A folder without experiment files is one clear line, no HDF5 error dump.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = oect(&["inspect", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(
+        stderr(&o).trim(),
+        format!("error: {}: no .h5 files in this folder", empty.display())
+    );
+    // A file that is not HDF5 fails by name; the others are shown.
+    std::fs::write(dir.join("data/broken.h5"), b"not HDF5").unwrap();
+    let o = oect(&["inspect", dir.join("data").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(
+        stdout(&o).matches("  chip #SYN000").count(),
+        2,
+        "{}",
+        show(&o)
+    );
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("FAILED ") && err.contains("broken.h5"),
+        "{err}"
+    );
 }

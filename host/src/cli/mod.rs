@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{self, FeatureConfig};
 use crate::exec::{self, Mode, ProgressMode, RunOptions};
@@ -34,19 +34,62 @@ const PARTIAL: u8 = 1;
 /// Bad arguments, config or inputs: nothing was computed.
 const USAGE: u8 = 2;
 
+/// The exit codes, shown by `oect --help` and every command's `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    everything succeeded (every experiment written or up to date, without a failed step)
+  1    some experiment or step failed, or a check found a problem (the rest carried on)
+  2    nothing ran: bad arguments, config or inputs (a filter that matches nothing included)
+  130  stopped by Ctrl-C or SIGTERM; running the same command again finishes the rest";
+
 #[derive(Parser)]
 #[command(
     name = "oect",
     version,
-    about = "Extract per-step features from OECT experiment files with plugin extractors"
+    about = "Extract per-step features from OECT experiment files with plugin extractors",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Extra folder to load plugins from (repeatable; searched before OECT_PLUGIN_PATH
     /// and the executable's folder).
     #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
+    /// Print only errors, FAILED lines and the command's results: no progress bar,
+    /// warnings, notes or run summary (`--json` output is kept).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more: a run lists every experiment with its status and output.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Colour `error`, `warning` and `FAILED` on stderr: auto (on a terminal, unless
+    /// NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    color: clap::ColorChoice,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The command tree, with the exit codes under every command's help and the help's own
+/// colours following `--color` (clap's default already honours NO_COLOR).
+fn command() -> clap::Command {
+    fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+        cmd.after_help(EXIT_CODES).mut_subcommands(with_exit_codes)
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let color = args
+        .iter()
+        .zip(args.iter().skip(1).map(Some).chain([None]))
+        .find_map(|(a, next)| match a.strip_prefix("--color") {
+            Some(v) if v.starts_with('=') => Some(v[1..].to_string()),
+            Some("") => next.cloned(),
+            _ => None,
+        });
+    let color = match color.as_deref() {
+        Some("never") => clap::ColorChoice::Never,
+        Some("always") => clap::ColorChoice::Always,
+        _ => clap::ColorChoice::Auto,
+    };
+    with_exit_codes(<Cli as clap::CommandFactory>::command()).color(color)
 }
 
 #[derive(Subcommand)]
@@ -66,7 +109,7 @@ enum Command {
     /// Generate a small dataset, run a shipped config on it and show the results.
     Demo {
         /// Folder for the generated data and the outputs.
-        #[arg(long, default_value = "oect-demo")]
+        #[arg(short, long, value_name = "DIR", default_value = "oect-demo")]
         out: PathBuf,
     },
     /// Convert the instrument's raw export folders (CSV + JSON) into HDF5 files.
@@ -75,9 +118,12 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Write synthetic experiment files in the lab's HDF5 layout, with ground truth.
     Generate(GenerateArgs),
-    /// Show an experiment file's attributes and step counts.
+    /// Show experiment files' attributes and step counts.
     Inspect {
-        file: PathBuf,
+        /// Experiment files (.h5), or folders searched recursively for them.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print JSON: one object for a single file, else a list.
         #[arg(long)]
         json: bool,
     },
@@ -134,9 +180,9 @@ enum Command {
         /// Config whose outputs are merged (shipped name or path, as given to `run`).
         #[arg(short, long)]
         config: String,
-        /// The merged file.
-        #[arg(short, long)]
-        output: PathBuf,
+        /// The merged file (`--output` is accepted too, its earlier name).
+        #[arg(short, long = "out", visible_alias = "output", value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -162,6 +208,7 @@ struct StatusArgs {
     /// Number of shards the batch is split into.
     #[arg(long, default_value_t = 1)]
     shards: usize,
+    /// Print every experiment's state and the incomplete shards as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -182,6 +229,7 @@ struct SubmitArgs {
     /// Run options, passed on to every array task.
     #[command(flatten)]
     options: RunOptionArgs,
+    /// Slurm partition to submit to [default: the cluster's default partition].
     #[arg(long)]
     partition: Option<String>,
     /// Time limit per task, in Slurm's format (e.g. 02:00:00).
@@ -202,6 +250,7 @@ struct SubmitArgs {
 enum PluginsCommand {
     /// List plugins, their extractors and parameters.
     List {
+        /// Print the plugins, extractors and warnings as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -211,6 +260,7 @@ enum PluginsCommand {
     Check {
         /// The plugin's shared library (e.g. target/release/libmy_plugin.so).
         library: PathBuf,
+        /// Print the check results as JSON.
         #[arg(long)]
         json: bool,
         /// Seconds the checks of one extractor may take before it counts as hung.
@@ -222,9 +272,16 @@ enum PluginsCommand {
 #[derive(Subcommand)]
 enum ConfigsCommand {
     /// List the shipped configs.
-    List,
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shipped config.
-    Show { name: String },
+    Show {
+        /// The config's name (see `oect configs list`).
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -248,6 +305,8 @@ struct RunArgs {
 /// options and passes every one on to each task (`batch::forward`).
 #[derive(Args, Debug, Clone, PartialEq)]
 struct RunOptionArgs {
+    /// How the work is split: `step` (tasks are chunks of steps of any experiment, best
+    /// for few large experiments) or `experiment` (one task per experiment).
     #[arg(long, value_enum, default_value_t = Mode::Step)]
     mode: Mode,
     /// Experiments open at once in step mode (bounds memory).
@@ -318,7 +377,10 @@ impl RunOptionArgs {
             chip_id: self.chip_id.clone(),
             device_id: self.device_id.clone(),
             progress: self.progress.unwrap_or(
-                if !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                if !self.json
+                    && output::verbosity() > output::Verbosity::Quiet
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr())
+                {
                     ProgressMode::Bar
                 } else {
                     ProgressMode::None
@@ -333,6 +395,7 @@ struct GenerateArgs {
     /// Output folder.
     #[arg(short, long)]
     out: PathBuf,
+    /// Experiment files (one test of one device each).
     #[arg(long, default_value_t = 1)]
     experiments: usize,
     /// Measurement steps per experiment (one transfer and one transient each).
@@ -350,8 +413,10 @@ struct GenerateArgs {
     /// Transient sample rate, Hz (whole milliseconds per sample).
     #[arg(long, default_value_t = 1000.0)]
     sample_rate: f64,
+    /// Switch-on time constant of the transient current, ms.
     #[arg(long, default_value_t = 8.0)]
     tau_on_ms: f64,
+    /// Switch-off time constant of the transient current, ms.
     #[arg(long, default_value_t = 3.0)]
     tau_off_ms: f64,
     /// Log-normal per-cycle jitter of tau (0 = constant within a step).
@@ -366,8 +431,10 @@ struct GenerateArgs {
     /// Append one more transfer step after the loop (like real files).
     #[arg(long)]
     final_transfer: bool,
+    /// Only transfer steps (no transient group in the files).
     #[arg(long, conflicts_with = "transient_only")]
     transfer_only: bool,
+    /// Only transient steps (no transfer group in the files).
     #[arg(long)]
     transient_only: bool,
     /// On-current scale, A.
@@ -379,6 +446,7 @@ struct GenerateArgs {
     /// Relative noise (fraction of |Id|).
     #[arg(long, default_value_t = 0.002)]
     noise_rel: f64,
+    /// Seed of the noise and jitter: the same seed writes the same files.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Chip id prefix; experiment k gets `<prefix><k>`.
@@ -425,7 +493,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => output::Verbosity::Quiet,
+        (_, true) => output::Verbosity::Verbose,
+        _ => output::Verbosity::Normal,
+    };
+    output::configure(verbosity, output::use_color(cli.color));
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -444,8 +521,8 @@ pub fn main() -> ExitCode {
 /// `error: …` on stderr; a config with several problems gets one such line for each.
 fn report_error(e: &anyhow::Error) {
     match e.downcast_ref::<config::ConfigError>() {
-        Some(problems) => problems.problems().for_each(|p| errln!("error: {p}")),
-        None => errln!("error: {e:#}"),
+        Some(problems) => problems.problems().for_each(|p| error!("{p}")),
+        None => error!("{e:#}"),
     }
 }
 
@@ -468,7 +545,12 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(OK)
         }
-        Command::Inspect { file, json } => report::inspect(&exec::probe::inspect(&file)?, json),
+        Command::Inspect { files, json } => {
+            let single = files.len() == 1 && !files[0].is_dir();
+            let paths = collect_inputs(&files)?;
+            let results = exec::probe::inspect_all(&paths)?;
+            report::inspect(&paths, results, json && single, json)
+        }
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { out } => shell::man(out.as_deref()),
         Command::Worker => Ok(exec::worker::main()),
@@ -493,15 +575,15 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Collect {
             out_dir,
             config,
-            output,
+            out: output,
         } => {
             let config = config::load(&config)?;
             let report = batch::collect(&out_dir, &config, &output)?;
             outln!(
-                "{}: {} experiments, {} rows",
+                "{}: {}, {}",
                 output.display(),
-                report.experiments,
-                report.rows
+                report::count(report.experiments, "experiment"),
+                report::count(report.rows, "row")
             );
             for (path, why) in &report.skipped {
                 outln!("  skipped {}: {why}", path.display());
@@ -509,9 +591,15 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(if report.unreadable > 0 { PARTIAL } else { OK })
         }
         Command::Configs {
-            command: ConfigsCommand::List,
+            command: ConfigsCommand::List { json },
         } => {
-            for (name, summary) in config::builtin() {
+            if json {
+                let list: Vec<_> = config::builtin()
+                    .map(|(name, summary)| serde_json::json!({"name": name, "summary": summary}))
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&list)?);
+            }
+            for (name, summary) in config::builtin().filter(|_| !json) {
                 outln!("{name:<24} {summary}");
             }
             Ok(OK)
@@ -594,7 +682,7 @@ struct Job {
 fn job(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Job> {
     let registry = Registry::discover(plugin_dirs);
     for w in &registry.warnings {
-        errln!("warning: {w}");
+        warning!("{w}");
     }
     let (config, graph) = validate::load(&registry, config)?;
     let sink = Sink::open(
@@ -660,8 +748,8 @@ fn unmatched_filters(filters: &[(&str, Option<String>); 2], found: &[(String, St
             hints += &crate::suggest::hint(value, known.iter().copied());
         }
     }
-    errln!(
-        "error: {} {} none of the {} {} (chips: {}; devices: {}){hints}",
+    error!(
+        "{} {} none of the {} {} (chips: {}; devices: {}){hints}",
         given.join(" and "),
         if given.len() == 1 { "matches" } else { "match" },
         found.len(),
@@ -758,8 +846,8 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         outln!(
-            "{} experiments: {} done, {} done with failed steps, {} missing, {} failed; shards with work left: {:?}",
-            states.len(),
+            "{}: {} done, {} done with failed steps, {} missing, {} failed; shards with work left: {:?}",
+            report::count(states.len(), "experiment"),
             count(|s| *s == State::Done),
             count(|s| matches!(s, State::DoneWithFailedSteps { .. })),
             count(|s| *s == State::Missing),

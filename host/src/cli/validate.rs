@@ -48,7 +48,7 @@ pub(super) fn layers(graph: &FeatureGraph) -> Vec<usize> {
 pub(super) fn check(plugin_dirs: &[PathBuf], configs: &[String], json: bool) -> Result<u8> {
     let registry = Registry::discover(plugin_dirs);
     for w in &registry.warnings {
-        errln!("warning: {w}");
+        warning!("{w}");
     }
     let mut reports = Vec::new();
     let mut problems = 0;
@@ -85,7 +85,7 @@ pub(super) fn check(plugin_dirs: &[PathBuf], configs: &[String], json: bool) -> 
                 problems += errors.len();
                 if !json {
                     for problem in &errors {
-                        errln!("error: {problem}");
+                        error!("{problem}");
                     }
                 }
                 reports.push(json!({ "config": name, "valid": false, "errors": errors }));

@@ -128,12 +128,24 @@ pub fn builtin_text(name: &str) -> Option<&'static str> {
     BUILTIN.iter().find(|(n, _, _)| *n == name).map(|b| b.2)
 }
 
-/// Loads a config by built-in name or by path (`.yaml`, `.yml` or `.json`).
+/// Loads a config by built-in name, by path (`.yaml`, `.yml` or `.json`), or by a bare
+/// name that is a file of the current folder with one of those extensions (`-c features`
+/// finds `./features.yaml`). Every command's `-c` goes through here, so all accept the same.
 pub fn load(name_or_path: &str) -> Result<FeatureConfig, ConfigError> {
     if let Some(text) = builtin_text(name_or_path) {
         return parse(name_or_path, &format!("builtin:{name_or_path}"), text);
     }
-    let path = PathBuf::from(name_or_path);
+    let mut path = PathBuf::from(name_or_path);
+    let bare = path.extension().is_none() && path.components().count() == 1;
+    if !path.exists() && bare {
+        if let Some(found) = ["yaml", "yml", "json"]
+            .iter()
+            .map(|ext| path.with_extension(ext))
+            .find(|p| p.is_file())
+        {
+            path = found;
+        }
+    }
     if !path.exists() {
         let names: Vec<&str> = builtin().map(|b| b.0).collect();
         return Err(ConfigError::new(format!(

@@ -265,10 +265,12 @@ impl FeatureGraph {
                                 .create(name, &spec.params)
                                 .err()
                                 .unwrap_or_default();
-                            let names = registry.extractors().map(|d| d.name.as_str());
-                            match crate::suggest::nearest(name, names) {
+                            let names: Vec<&str> =
+                                registry.extractors().map(|d| d.name.as_str()).collect();
+                            match crate::suggest::nearest(name, names.iter().copied()) {
                                 Some(near) => here(format!(
-                                    "unknown extractor '{name}'; did you mean '{near}'? (`oect plugins list` shows them all)"
+                                    "unknown extractor '{name}'; did you mean '{near}'? (available: {})",
+                                    names.join(", ")
                                 )),
                                 None => here(e),
                             }
