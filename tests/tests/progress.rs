@@ -1,5 +1,5 @@
-//! The progress bar as a person sees it: a long single-experiment run in a real terminal
-//! (a detached tmux session), whose screen is read while the run goes on.
+//! Progress as a person sees it: long runs in a real terminal (a detached tmux session),
+//! whose screen is read while they go on.
 
 use std::path::Path;
 use std::process::Command;
@@ -114,5 +114,65 @@ fn the_bar_moves_during_one_long_experiment() {
         seen.iter()
             .any(|l| l.contains("0/1 experiments") && l.contains(".h5")),
         "no line naming the experiment count and the file: {seen:#?}"
+    );
+}
+
+#[test]
+fn generate_shows_the_files_written_so_far() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        println!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let dir = scratch("progress-generate");
+    let done_marker = dir.join("exit-status");
+    let q = |p: &Path| format!("'{}'", p.display());
+    let script = format!(
+        "{} generate -o {} --experiments 12 --steps 300 > {}; echo $? > {}; sleep 600",
+        q(&oect_bin()),
+        q(&dir.join("data")),
+        q(&dir.join("list.txt")),
+        q(&done_marker)
+    );
+    let session = format!("oect-generate-{}", std::process::id());
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "200",
+        "-y",
+        "20",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let mut counts = Vec::new();
+    let limit = Instant::now() + Duration::from_secs(600);
+    while !done_marker.exists() && Instant::now() < limit {
+        let screen = tmux(&["capture-pane", "-p", "-t", &session]);
+        for line in String::from_utf8_lossy(&screen.stdout).lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let Some(at) = words.iter().position(|w| *w == "experiments") {
+                if let Some((done, total)) = words[at - 1].split_once('/') {
+                    counts.push((done.parse::<u64>().unwrap(), total.parse::<u64>().unwrap()));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = tmux(&["kill-session", "-t", &session]);
+    let status = std::fs::read_to_string(&done_marker).unwrap_or_default();
+    assert_eq!(status.trim(), "0", "generate did not finish: {counts:?}");
+    // The files go to stdout (here a file), the bar to the terminal only.
+    let list = std::fs::read_to_string(dir.join("list.txt")).unwrap();
+    assert_eq!(list.lines().count(), 12, "{list}");
+    assert!(!list.contains("experiments written"), "{list}");
+    assert!(
+        counts
+            .iter()
+            .any(|&(done, total)| done > 0 && done < total && total == 12),
+        "no count part of the way through: {counts:?}"
     );
 }

@@ -535,14 +535,27 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Watch(args) => watch::watch(&cli.plugin_dirs, &args),
         Command::Generate(args) => {
             let spec = generate_spec(&args);
-            let files = if args.raw_export {
-                synth::generate_exports(&spec, &args.out)?
+            // Each file is listed as it is written, under a bar on a terminal.
+            let bar = if output::verbosity() > output::Verbosity::Quiet
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            {
+                indicatif::ProgressBar::new(spec.n_experiments as u64)
             } else {
-                synth::generate(&spec, &args.out)?
+                indicatif::ProgressBar::hidden()
             };
-            for f in &files {
-                outln!("{}", f.path.display());
-            }
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} [{bar:25}] {pos}/{len} experiments written, ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(250));
+            synth::generate_reporting(&spec, &args.out, args.raw_export, &mut |f| {
+                bar.suspend(|| outln!("{}", f.path.display()));
+                bar.inc(1);
+            })?;
+            bar.finish_and_clear();
             Ok(OK)
         }
         Command::Inspect { files, json } => {
