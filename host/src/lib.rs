@@ -18,4 +18,5 @@ pub mod ingest;
 pub mod plugins;
 pub mod sink;
 pub mod source;
+pub mod suggest;
 pub mod view;

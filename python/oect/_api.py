@@ -108,11 +108,16 @@ class Summary:
     def __str__(self) -> str:
         steps = sum(o.step_errors for o in self.experiments)
         return (
-            f"{len(self.experiments)} experiments: {len(self.written)} written, "
-            f"{len(self.skipped)} up to date, {len(self.failed)} failed; "
+            f"{_count(len(self.experiments), 'experiment')}: {len(self.written)} written, "
+            f"{len(self.skipped)} skipped (up to date), {len(self.failed)} failed; "
             f"{steps} failed steps; {self.seconds:.2f} s ({self.mode} mode, "
-            f"{self.workers} workers)"
+            f"{_count(self.workers, 'worker')})"
         )
+
+
+def _count(n: int, what: str) -> str:
+    """`1 experiment`, `2 experiments`: the wording of the command line's summary."""
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def _paths(inputs: Inputs) -> List[str]:

@@ -28,7 +28,31 @@ fn progress_json_is_one_event_per_line_on_stderr() {
             &["--progress", "json", "--json", "--mode", mode, "--force"],
         );
         assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-        let ev = events(&o.stderr);
+        let all = events(&o.stderr);
+        // Step counts: one event per opened experiment and per finished chunk, up to the steps of the
+        // experiments opened so far (3 files × 4 steps; the broken one has none).
+        let steps: Vec<&serde_json::Value> = all.iter().filter(|e| e["event"] == "steps").collect();
+        assert!(!steps.is_empty(), "{mode}: {all:?}");
+        let counts: Vec<u64> = steps.iter().map(|e| e["done"].as_u64().unwrap()).collect();
+        assert!(
+            counts.windows(2).all(|w| w[0] <= w[1]),
+            "{mode}: {counts:?}"
+        );
+        assert_eq!(counts.last(), Some(&12), "{mode}: {all:?}");
+        assert!(
+            steps
+                .iter()
+                .all(|e| e["done"].as_u64() <= e["total"].as_u64()),
+            "{all:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .all(|e| e["input"].as_str().unwrap().ends_with(".h5")),
+            "{all:?}"
+        );
+        let ev: Vec<serde_json::Value> =
+            all.into_iter().filter(|e| e["event"] != "steps").collect();
         assert_eq!(ev.len(), 6, "{mode}: {ev:?}");
         assert_eq!(ev[0]["event"], "start");
         assert_eq!(ev[0]["experiments"], 4);

@@ -262,6 +262,7 @@ fn bad_input_files_fail_alone_with_one_line_naming_file_and_problem() {
     let o = without_dac_override(&run_args(&data, &config, &out));
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
     let failures = [
         (&truncated, "not a readable HDF5 file"),
         (
@@ -285,10 +286,10 @@ fn bad_input_files_fail_alone_with_one_line_naming_file_and_problem() {
         (&locked, "not a readable HDF5 file"),
     ];
     for (path, problem) in &failures {
-        let line = stdout
+        let line = stderr
             .lines()
             .find(|l| l.contains(&format!("FAILED {}:", path.display())))
-            .unwrap_or_else(|| panic!("no FAILED line for {}\n{stdout}", path.display()));
+            .unwrap_or_else(|| panic!("no FAILED line for {}\n{stderr}", path.display()));
         assert!(line.contains(problem), "{line}");
         assert!(line.contains(&path.display().to_string()), "{line}");
     }
@@ -399,10 +400,10 @@ fn a_damaged_chunk_index_fails_the_experiment_instead_of_writing_wrong_values() 
         }
         // The text summary names the file.
         let o = run_config(&data, "v2_transfer_basic", &dir.join("text"), &["--force"]);
-        let stdout = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
-            stdout.contains(&format!("FAILED {}: ", bad.display())) && stdout.contains(problem),
-            "{stdout}"
+            stderr.contains(&format!("FAILED {}: ", bad.display())) && stderr.contains(problem),
+            "{stderr}"
         );
     }
 
@@ -481,7 +482,7 @@ fn bad_configs_exit_2_before_any_work_naming_the_problem() {
         ),
         (
             "features:\n  - {name: g, extractor: transfer.gm_maxx, input: transfer}\n",
-            "feature 'g': unknown extractor 'transfer.gm_maxx'; available: transfer.Von",
+            "feature 'g': unknown extractor 'transfer.gm_maxx'; did you mean 'transfer.gm_max'? (available: transfer.Von",
         ),
         (
             "features:\n  - {name: g, extractor: transfer.gm_max, input: transfr}\n",
@@ -691,7 +692,7 @@ fn ctrl_c_stops_cleanly_with_status_130_and_a_rerun_finishes() {
         assert_eq!(o.status.code(), Some(0), "{}", show(&o));
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
-            stdout.contains(&format!("{} up to date", done.len())),
+            stdout.contains(&format!("{} skipped (up to date)", done.len())),
             "{stdout}"
         );
         assert_eq!(outputs(&out), b.reference);
@@ -717,7 +718,7 @@ fn stale_outputs_are_recomputed_only_when_source_config_or_plugins_changed() {
         written[0].clone()
     };
     let first = run("1 written");
-    run("0 written, 1 up to date");
+    run("0 written, 1 skipped (up to date)");
 
     // Source changed: a re-converted file has a new modification time.
     let mtime = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
@@ -728,7 +729,7 @@ fn stale_outputs_are_recomputed_only_when_source_config_or_plugins_changed() {
         .set_modified(mtime + Duration::from_secs(5))
         .unwrap();
     run("1 written");
-    run("0 written, 1 up to date");
+    run("0 written, 1 skipped (up to date)");
 
     // Config content changed (even a comment: the hash covers the text).
     std::fs::write(&config, format!("# tuned\n{BOTH}")).unwrap();
@@ -742,7 +743,7 @@ fn stale_outputs_are_recomputed_only_when_source_config_or_plugins_changed() {
             .next(),
         "hash8 did not change"
     );
-    run("0 written, 1 up to date");
+    run("0 written, 1 skipped (up to date)");
 
     // A plugin version change changes hash8 (it covers every used plugin's name and
     // version); an output under another hash8 is what such a run finds.
@@ -755,7 +756,7 @@ fn stale_outputs_are_recomputed_only_when_source_config_or_plugins_changed() {
     let recomputed = run("1 written");
     assert!(!other.exists(), "the outdated output was not removed");
     assert_ne!(recomputed, other);
-    run("0 written, 1 up to date");
+    run("0 written, 1 skipped (up to date)");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -814,11 +815,11 @@ fn a_full_disk_fails_naming_the_file_and_leaves_no_temp_file() {
     let outputs = parquet_files(&mnt);
     let _ = Command::new("umount").arg(&mnt).status();
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let line = stdout
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let line = stderr
         .lines()
         .find(|l| l.contains("FAILED"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+        .unwrap_or_else(|| panic!("{stderr}"));
     assert!(
         line.contains(&format!("{}/", mnt.display())) && line.contains(".parquet"),
         "{line}"

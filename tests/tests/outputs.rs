@@ -51,7 +51,7 @@ fn two_tests_of_one_device_keep_their_own_outputs_across_runs() {
     // Both in one run, then again: up to date.
     let o = run_config(&data, "v2_quick_analysis", &out, &[]);
     assert!(
-        stdout(&o).contains("0 written, 2 up to date"),
+        stdout(&o).contains("0 written, 2 skipped (up to date)"),
         "{}",
         show(&o)
     );
@@ -109,7 +109,11 @@ fn two_configs_with_the_same_name_never_share_or_delete_outputs() {
         .env_remove("OECT_PLUGIN_PATH")
         .output()
         .unwrap();
-    assert!(stdout(&o).contains("1 up to date"), "{}", show(&o));
+    assert!(
+        stdout(&o).contains("1 skipped (up to date)"),
+        "{}",
+        show(&o)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -240,7 +244,7 @@ fn failed_steps_are_counted_with_derived_features_on_every_run_and_in_status() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
-        stdout(&o).contains("1 experiments: 0 done, 1 done with failed steps, 0 missing, 0 failed"),
+        stdout(&o).contains("1 experiment: 0 done, 1 done with failed steps, 0 missing, 0 failed"),
         "{}",
         show(&o)
     );
@@ -321,7 +325,11 @@ fn a_rebuilt_plugin_with_the_same_version_is_recomputed() {
         .unwrap()
         .to_string();
     assert_eq!(sha.len(), 64);
-    assert_eq!(run("1 up to date"), first, "nothing changed: skipped");
+    assert_eq!(
+        run("1 skipped (up to date)"),
+        first,
+        "nothing changed: skipped"
+    );
     // A different library with the same plugin name and version (what a rebuild with a
     // changed body gives): bytes appended to an ELF file change its content, not its code.
     let mut bytes = std::fs::read(&copy).unwrap();
@@ -333,7 +341,7 @@ fn a_rebuilt_plugin_with_the_same_version_is_recomputed() {
     assert_ne!(a["plugins"][0]["library_sha256"], sha.as_str());
     assert_eq!(a["plugins"][0]["version"], before["plugins"][0]["version"]);
     assert_eq!(a["oect_version"], env!("CARGO_PKG_VERSION"));
-    run("1 up to date");
+    run("1 skipped (up to date)");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -256,7 +256,12 @@ fn a_bad_file_fails_alone() {
         stdout.contains("2 written") && stdout.contains("1 failed"),
         "{stdout}"
     );
-    assert!(stdout.contains("broken.h5"), "{stdout}");
+    // The failure is named on stderr, the summary stays on stdout.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("FAILED ") && stderr.contains("broken.h5"),
+        "{stderr}"
+    );
     assert_eq!(parquet_files(&out).len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -71,7 +71,7 @@ pub(super) fn report(results: &[Converted]) {
                 warnings,
             } => {
                 for w in warnings {
-                    errln!("warning: {}: {w}", folder.display());
+                    warning!("{}: {w}", folder.display());
                 }
                 let running = if *running {
                     " (test still running)"
@@ -87,7 +87,7 @@ pub(super) fn report(results: &[Converted]) {
                 outln!("skipped {}: {reason}", output.display());
             }
             Converted::Failed { folder, reason } => {
-                errln!("FAILED {}: {reason}", folder.display());
+                failed!("{}: {reason}", folder.display());
             }
         }
     }
@@ -160,7 +160,7 @@ pub(super) fn run_inputs(
                 ..
             } => {
                 for w in warnings {
-                    errln!("warning: {}: {w}", folder.display());
+                    warning!("{}: {w}", folder.display());
                 }
                 let running = if *running {
                     " (test still running)"
@@ -176,7 +176,7 @@ pub(super) fn run_inputs(
             }
             Converted::Skipped { output, .. } => files.push(output.clone()),
             Converted::Failed { folder, reason } => {
-                errln!("FAILED {}: {reason}", folder.display());
+                failed!("{}: {reason}", folder.display());
                 failed.push(c);
             }
         }

@@ -55,8 +55,7 @@ impl Search {
     fn walk(&mut self, dir: &Path, meta: &std::fs::Metadata) -> Result<()> {
         let id = (meta.dev(), meta.ino());
         if let Some((_, first)) = self.folders.iter().find(|(f, _)| *f == id) {
-            errln!(
-                "warning: {}: the same folder as {} (a symbolic link loop or a second link to it); not searched again",
+            warning!("{}: the same folder as {} (a symbolic link loop or a second link to it); not searched again",
                 dir.display(),
                 first.display()
             );
@@ -81,8 +80,8 @@ impl Search {
                         .symlink_metadata()
                         .is_ok_and(|m| m.file_type().is_symlink())
                     {
-                        errln!(
-                            "warning: {}: a symbolic link that cannot be followed ({e}); skipped",
+                        warning!(
+                            "{}: a symbolic link that cannot be followed ({e}); skipped",
                             path.display()
                         );
                     }

@@ -7,8 +7,10 @@ mod check;
 mod convert;
 mod inputs;
 mod report;
+mod shell;
 #[cfg(test)]
 mod tests;
+mod validate;
 mod view;
 mod watch;
 
@@ -16,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{self, ConfigError, FeatureConfig};
+use crate::config::{self, FeatureConfig};
 use crate::exec::{self, Mode, ProgressMode, RunOptions};
 use crate::graph::FeatureGraph;
 use crate::ingest::synth;
@@ -32,29 +34,82 @@ const PARTIAL: u8 = 1;
 /// Bad arguments, config or inputs: nothing was computed.
 const USAGE: u8 = 2;
 
+/// The exit codes, shown by `oect --help` and every command's `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    everything succeeded (every experiment written or up to date, without a failed step)
+  1    some experiment or step failed, or a check found a problem (the rest carried on)
+  2    nothing ran: bad arguments, config or inputs (a filter that matches nothing included)
+  130  stopped by Ctrl-C or SIGTERM; running the same command again finishes the rest";
+
 #[derive(Parser)]
 #[command(
     name = "oect",
     version,
-    about = "Extract per-step features from OECT experiment files with plugin extractors"
+    about = "Extract per-step features from OECT experiment files with plugin extractors",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Extra folder to load plugins from (repeatable; searched before OECT_PLUGIN_PATH
     /// and the executable's folder).
     #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
+    /// Print only errors, FAILED lines and the command's results: no progress bar,
+    /// warnings, notes or run summary (`--json` output is kept).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more: a run lists every experiment with its status and output.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Colour `error`, `warning` and `FAILED` on stderr: auto (on a terminal, unless
+    /// NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    color: clap::ColorChoice,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The command tree, with the exit codes under every command's help and the help's own
+/// colours following `--color` (clap's default already honours NO_COLOR).
+fn command() -> clap::Command {
+    fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+        cmd.after_help(EXIT_CODES).mut_subcommands(with_exit_codes)
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let color = args
+        .iter()
+        .zip(args.iter().skip(1).map(Some).chain([None]))
+        .find_map(|(a, next)| match a.strip_prefix("--color") {
+            Some(v) if v.starts_with('=') => Some(v[1..].to_string()),
+            Some("") => next.cloned(),
+            _ => None,
+        });
+    let color = match color.as_deref() {
+        Some("never") => clap::ColorChoice::Never,
+        Some("always") => clap::ColorChoice::Always,
+        _ => clap::ColorChoice::Auto,
+    };
+    with_exit_codes(<Cli as clap::CommandFactory>::command()).color(color)
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Compute a feature config over experiment files; one Parquet file per experiment.
     Run(RunArgs),
+    /// Validate feature configs without reading any data: every problem of each is
+    /// reported (exit 2); a valid one is summarised with its features' layers.
+    Check {
+        /// Configs: shipped names or paths to .yaml/.yml/.json files.
+        #[arg(required = true, value_name = "CONFIG")]
+        configs: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a small dataset, run a shipped config on it and show the results.
     Demo {
         /// Folder for the generated data and the outputs.
-        #[arg(long, default_value = "oect-demo")]
+        #[arg(short, long, value_name = "DIR", default_value = "oect-demo")]
         out: PathBuf,
     },
     /// Convert the instrument's raw export folders (CSV + JSON) into HDF5 files.
@@ -63,9 +118,12 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Write synthetic experiment files in the lab's HDF5 layout, with ground truth.
     Generate(GenerateArgs),
-    /// Show an experiment file's attributes and step counts.
+    /// Show experiment files' attributes and step counts.
     Inspect {
-        file: PathBuf,
+        /// Experiment files (.h5), or folders searched recursively for them.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print JSON: one object for a single file, else a list.
         #[arg(long)]
         json: bool,
     },
@@ -85,6 +143,18 @@ enum Command {
     Slurm {
         #[command(subcommand)]
         command: SlurmCommand,
+    },
+    /// Print a shell completion script (e.g. `oect completions bash > ~/.local/share/bash-completion/completions/oect`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Folder for `oect.1`, `oect-run.1`, … (e.g. /usr/local/share/man/man1).
+        #[arg(short, long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// A worker process of a run (started by oect itself; speaks the worker protocol on
     /// its stdin).
@@ -110,9 +180,9 @@ enum Command {
         /// Config whose outputs are merged (shipped name or path, as given to `run`).
         #[arg(short, long)]
         config: String,
-        /// The merged file.
-        #[arg(short, long)]
-        output: PathBuf,
+        /// The merged file (`--output` is accepted too, its earlier name).
+        #[arg(short, long = "out", visible_alias = "output", value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -138,6 +208,7 @@ struct StatusArgs {
     /// Number of shards the batch is split into.
     #[arg(long, default_value_t = 1)]
     shards: usize,
+    /// Print every experiment's state and the incomplete shards as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -158,6 +229,7 @@ struct SubmitArgs {
     /// Run options, passed on to every array task.
     #[command(flatten)]
     options: RunOptionArgs,
+    /// Slurm partition to submit to [default: the cluster's default partition].
     #[arg(long)]
     partition: Option<String>,
     /// Time limit per task, in Slurm's format (e.g. 02:00:00).
@@ -178,6 +250,7 @@ struct SubmitArgs {
 enum PluginsCommand {
     /// List plugins, their extractors and parameters.
     List {
+        /// Print the plugins, extractors and warnings as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -187,6 +260,7 @@ enum PluginsCommand {
     Check {
         /// The plugin's shared library (e.g. target/release/libmy_plugin.so).
         library: PathBuf,
+        /// Print the check results as JSON.
         #[arg(long)]
         json: bool,
         /// Seconds the checks of one extractor may take before it counts as hung.
@@ -198,9 +272,16 @@ enum PluginsCommand {
 #[derive(Subcommand)]
 enum ConfigsCommand {
     /// List the shipped configs.
-    List,
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shipped config.
-    Show { name: String },
+    Show {
+        /// The config's name (see `oect configs list`).
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -209,9 +290,9 @@ struct RunArgs {
     batch: BatchArgs,
     #[command(flatten)]
     options: RunOptionArgs,
-    /// Worker processes, which open the files and run the extractors [default: cores - 1,
-    /// at least 1]. Each decodes HDF5 chunks on its own pool of one thread per available
-    /// core.
+    /// Worker processes, which open the files and run the extractors [default: the cores
+    /// available to oect, or SLURM_CPUS_PER_TASK when set]. Each decodes HDF5 chunks on its
+    /// own pool of one thread per available core.
     #[arg(short = 'j', long)]
     workers: Option<usize>,
     /// Only the files at positions ≡ I (mod N) of the sorted input list (0 <= I < N).
@@ -224,6 +305,8 @@ struct RunArgs {
 /// options and passes every one on to each task (`batch::forward`).
 #[derive(Args, Debug, Clone, PartialEq)]
 struct RunOptionArgs {
+    /// How the work is split: `step` (tasks are chunks of steps of any experiment, best
+    /// for few large experiments) or `experiment` (one task per experiment).
     #[arg(long, value_enum, default_value_t = Mode::Step)]
     mode: Mode,
     /// Experiments open at once in step mode (bounds memory).
@@ -294,7 +377,10 @@ impl RunOptionArgs {
             chip_id: self.chip_id.clone(),
             device_id: self.device_id.clone(),
             progress: self.progress.unwrap_or(
-                if !self.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                if !self.json
+                    && output::verbosity() > output::Verbosity::Quiet
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr())
+                {
                     ProgressMode::Bar
                 } else {
                     ProgressMode::None
@@ -309,6 +395,7 @@ struct GenerateArgs {
     /// Output folder.
     #[arg(short, long)]
     out: PathBuf,
+    /// Experiment files (one test of one device each).
     #[arg(long, default_value_t = 1)]
     experiments: usize,
     /// Measurement steps per experiment (one transfer and one transient each).
@@ -326,8 +413,10 @@ struct GenerateArgs {
     /// Transient sample rate, Hz (whole milliseconds per sample).
     #[arg(long, default_value_t = 1000.0)]
     sample_rate: f64,
+    /// Switch-on time constant of the transient current, ms.
     #[arg(long, default_value_t = 8.0)]
     tau_on_ms: f64,
+    /// Switch-off time constant of the transient current, ms.
     #[arg(long, default_value_t = 3.0)]
     tau_off_ms: f64,
     /// Log-normal per-cycle jitter of tau (0 = constant within a step).
@@ -342,8 +431,10 @@ struct GenerateArgs {
     /// Append one more transfer step after the loop (like real files).
     #[arg(long)]
     final_transfer: bool,
+    /// Only transfer steps (no transient group in the files).
     #[arg(long, conflicts_with = "transient_only")]
     transfer_only: bool,
+    /// Only transient steps (no transfer group in the files).
     #[arg(long)]
     transient_only: bool,
     /// On-current scale, A.
@@ -355,6 +446,7 @@ struct GenerateArgs {
     /// Relative noise (fraction of |Id|).
     #[arg(long, default_value_t = 0.002)]
     noise_rel: f64,
+    /// Seed of the noise and jitter: the same seed writes the same files.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Chip id prefix; experiment k gets `<prefix><k>`.
@@ -401,11 +493,20 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => output::Verbosity::Quiet,
+        (_, true) => output::Verbosity::Verbose,
+        _ => output::Verbosity::Normal,
+    };
+    output::configure(verbosity, output::use_color(cli.color));
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            errln!("error: {e:#}");
+            report_error(&e);
             USAGE
         }
     };
@@ -417,25 +518,54 @@ pub fn main() -> ExitCode {
     })
 }
 
+/// `error: …` on stderr; a config with several problems gets one such line for each.
+fn report_error(e: &anyhow::Error) {
+    match e.downcast_ref::<config::ConfigError>() {
+        Some(problems) => problems.problems().for_each(|p| error!("{p}")),
+        None => error!("{e:#}"),
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Run(args) => run(&cli.plugin_dirs, args),
+        Command::Check { configs, json } => validate::check(&cli.plugin_dirs, &configs, json),
         Command::Demo { out } => demo(&cli.plugin_dirs, &out),
         Command::Convert(args) => convert::convert(&args),
         Command::Watch(args) => watch::watch(&cli.plugin_dirs, &args),
         Command::Generate(args) => {
             let spec = generate_spec(&args);
-            let files = if args.raw_export {
-                synth::generate_exports(&spec, &args.out)?
+            // Each file is listed as it is written, under a bar on a terminal.
+            let bar = if output::verbosity() > output::Verbosity::Quiet
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            {
+                indicatif::ProgressBar::new(spec.n_experiments as u64)
             } else {
-                synth::generate(&spec, &args.out)?
+                indicatif::ProgressBar::hidden()
             };
-            for f in &files {
-                outln!("{}", f.path.display());
-            }
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} [{bar:25}] {pos}/{len} experiments written, ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(250));
+            synth::generate_reporting(&spec, &args.out, args.raw_export, &mut |f| {
+                bar.suspend(|| outln!("{}", f.path.display()));
+                bar.inc(1);
+            })?;
+            bar.finish_and_clear();
             Ok(OK)
         }
-        Command::Inspect { file, json } => report::inspect(&exec::probe::inspect(&file)?, json),
+        Command::Inspect { files, json } => {
+            let single = files.len() == 1 && !files[0].is_dir();
+            let paths = collect_inputs(&files)?;
+            let results = exec::probe::inspect_all(&paths)?;
+            report::inspect(&paths, results, json && single, json)
+        }
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { out } => shell::man(out.as_deref()),
         Command::Worker => Ok(exec::worker::main()),
         Command::CheckChild { library, from } => Ok(check::child(&library, from.unwrap_or(0))),
         Command::Plugins {
@@ -458,15 +588,15 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Collect {
             out_dir,
             config,
-            output,
+            out: output,
         } => {
             let config = config::load(&config)?;
             let report = batch::collect(&out_dir, &config, &output)?;
             outln!(
-                "{}: {} experiments, {} rows",
+                "{}: {}, {}",
                 output.display(),
-                report.experiments,
-                report.rows
+                report::count(report.experiments, "experiment"),
+                report::count(report.rows, "row")
             );
             for (path, why) in &report.skipped {
                 outln!("  skipped {}: {why}", path.display());
@@ -474,9 +604,15 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(if report.unreadable > 0 { PARTIAL } else { OK })
         }
         Command::Configs {
-            command: ConfigsCommand::List,
+            command: ConfigsCommand::List { json },
         } => {
-            for (name, summary) in config::builtin() {
+            if json {
+                let list: Vec<_> = config::builtin()
+                    .map(|(name, summary)| serde_json::json!({"name": name, "summary": summary}))
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&list)?);
+            }
+            for (name, summary) in config::builtin().filter(|_| !json) {
                 outln!("{name:<24} {summary}");
             }
             Ok(OK)
@@ -526,9 +662,24 @@ fn generate_spec(a: &GenerateArgs) -> synth::SynthSpec {
 
 use inputs::collect_inputs;
 
+/// Worker processes when `-j` is not given: one per core this process may use.
+///
+/// The supervisor is a light thread (it waits on pipes), so it needs no core of its own;
+/// `docs/BENCHMARKS.md` ("Default worker count") measures `-j 1` against `-j 2` on 2 cores.
 fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1))
+    workers_for(
+        std::env::var("SLURM_CPUS_PER_TASK").ok().as_deref(),
+        std::thread::available_parallelism().ok().map(|n| n.get()),
+    )
+}
+
+/// The default worker count from Slurm's CPUs per task (when set and valid) and the cores
+/// `available_parallelism` reports (it honours the affinity mask and cgroup quotas).
+fn workers_for(slurm_cpus: Option<&str>, available: Option<usize>) -> usize {
+    slurm_cpus
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .or(available)
         .unwrap_or(1)
         .max(1)
 }
@@ -544,12 +695,9 @@ struct Job {
 fn job(plugin_dirs: &[PathBuf], config: &str, out: &Path) -> Result<Job> {
     let registry = Registry::discover(plugin_dirs);
     for w in &registry.warnings {
-        errln!("warning: {w}");
+        warning!("{w}");
     }
-    let config = config::load(config)?;
-    let graph = FeatureGraph::build(&config, &registry)?;
-    crate::sink::check_columns(&exec::table::feature_columns(&graph))
-        .map_err(|e| ConfigError(format!("{}: {e}", config.origin)))?;
+    let (config, graph) = validate::load(&registry, config)?;
     let sink = Sink::open(
         out,
         &config.name,
@@ -575,7 +723,15 @@ fn execute(
     // Fail fast: a folder that cannot be written is found before any file is read.
     job.sink.create_folder()?;
     let out = job.sink.dir().to_path_buf();
+    let filters = [
+        ("--chip-id", opts.chip_id.clone()),
+        ("--device-id", opts.device_id.clone()),
+    ];
     let summary = exec::run(job.graph, job.config, job.sink, inputs, opts);
+    if summary.experiments.is_empty() && !summary.filtered.is_empty() {
+        unmatched_filters(&filters, &summary.filtered);
+        return Ok((USAGE, summary));
+    }
     report::summary(&summary, &out, json)?;
     if summary.interrupted {
         /// The shell's status for a command stopped by SIGINT.
@@ -587,6 +743,37 @@ fn execute(
         return Ok((INTERRUPTED, summary));
     }
     Ok((if summary.all_ok() { OK } else { PARTIAL }, summary))
+}
+
+/// Every experiment was left out by the filters: says so, with the chips and devices
+/// there are and the nearest to each filter (`SYN0001` for `#SYN0001`).
+fn unmatched_filters(filters: &[(&str, Option<String>); 2], found: &[(String, String)]) {
+    let mut chips: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+    let mut devices: Vec<&str> = found.iter().map(|f| f.1.as_str()).collect();
+    for list in [&mut chips, &mut devices] {
+        list.sort();
+        list.dedup();
+    }
+    let (mut given, mut hints) = (Vec::new(), String::new());
+    for ((flag, value), known) in filters.iter().zip([&chips, &devices]) {
+        if let Some(value) = value {
+            given.push(format!("{flag} '{value}'"));
+            hints += &crate::suggest::hint(value, known.iter().copied());
+        }
+    }
+    error!(
+        "{} {} none of the {} {} (chips: {}; devices: {}){hints}",
+        given.join(" and "),
+        if given.len() == 1 { "matches" } else { "match" },
+        found.len(),
+        if found.len() == 1 {
+            "experiment"
+        } else {
+            "experiments"
+        },
+        chips.join(", "),
+        devices.join(", ")
+    );
 }
 
 fn run(plugin_dirs: &[PathBuf], args: RunArgs) -> Result<u8> {
@@ -672,8 +859,8 @@ fn status(plugin_dirs: &[PathBuf], args: &StatusArgs) -> Result<u8> {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         outln!(
-            "{} experiments: {} done, {} done with failed steps, {} missing, {} failed; shards with work left: {:?}",
-            states.len(),
+            "{}: {} done, {} done with failed steps, {} missing, {} failed; shards with work left: {:?}",
+            report::count(states.len(), "experiment"),
             count(|s| *s == State::Done),
             count(|s| matches!(s, State::DoneWithFailedSteps { .. })),
             count(|s| *s == State::Missing),

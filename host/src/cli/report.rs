@@ -15,11 +15,39 @@ use crate::source::{AttrValue, Overview};
 
 use super::OK;
 
-pub fn inspect(exp: &Overview, json: bool) -> Result<u8> {
-    if json {
-        outln!("{}", serde_json::to_string_pretty(exp)?);
-        return Ok(OK);
+/// The overview of each file (`json_object`: one file, as one JSON object); a file that
+/// cannot be read is a FAILED line and exit status 1, the others are shown.
+pub fn inspect(
+    paths: &[std::path::PathBuf],
+    results: Vec<Result<Overview, String>>,
+    json_object: bool,
+    json: bool,
+) -> Result<u8> {
+    let mut shown = Vec::new();
+    for (path, r) in paths.iter().zip(results) {
+        match r {
+            Ok(exp) => shown.push(exp),
+            Err(why) => failed!("{}: {why}", path.display()),
+        }
     }
+    let status = if shown.len() == paths.len() {
+        OK
+    } else {
+        super::PARTIAL
+    };
+    match (json, json_object) {
+        (true, true) => {
+            if let Some(exp) = shown.first() {
+                outln!("{}", serde_json::to_string_pretty(exp)?);
+            }
+        }
+        (true, false) => outln!("{}", serde_json::to_string_pretty(&shown)?),
+        (false, _) => shown.iter().for_each(inspect_one),
+    }
+    Ok(status)
+}
+
+fn inspect_one(exp: &Overview) {
     outln!("{}", exp.path.display());
     outln!("  chip {}  device {}", exp.chip_id, exp.device_id);
     match &exp.transfer {
@@ -50,7 +78,6 @@ pub fn inspect(exp: &Overview, json: bool) -> Result<u8> {
     for (k, v) in &exp.attributes {
         outln!("    {k:<24} {}", attr_json(v));
     }
-    Ok(OK)
 }
 
 fn attr_json(v: &AttrValue) -> serde_json::Value {
@@ -74,7 +101,7 @@ pub fn plugins(registry: &Registry, json: bool) -> Result<u8> {
         return Ok(OK);
     }
     for w in &registry.warnings {
-        errln!("warning: {w}");
+        warning!("{w}");
     }
     outln!(
         "oect {} loads plugins built against oect-plugin-api {} (0.x: the same minor version)",
@@ -153,9 +180,29 @@ fn short_list(values: &[f64]) -> String {
     }
 }
 
+/// `1 experiment`, `2 experiments`.
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// The run's summary on stdout (JSON, or text unless `-q`); without `--json`, its failed
+/// experiments on stderr, even with `-q` (the JSON has them, and a program reading it
+/// keeps stderr for the progress events).
 pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     if json {
         outln!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    for o in &s.experiments {
+        if let Outcome::Failed { input, reason } = o {
+            failed!("{}: {reason}", input.display());
+        }
+    }
+    if super::output::verbosity() == super::output::Verbosity::Quiet {
         return Ok(());
     }
     let written = s.count(|o| matches!(o, Outcome::Written { .. }));
@@ -202,8 +249,8 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
         format!(" ({})", parts.join(", "))
     };
     outln!(
-        "{} experiments: {written} written, {skipped} up to date, {failed} failed{interrupted}; {step_errors} failed steps{by_kind}, {no_fit} steps without a fit, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
-        s.experiments.len(),
+        "{}: {written} written, {skipped} skipped (up to date), {failed} failed{interrupted}; {step_errors} failed steps{by_kind}, {no_fit} steps without a fit, {nonfinite} values with NaN/inf; {} tasks in {:.2} s ({} mode, {} worker{})",
+        count(s.experiments.len(), "experiment"),
         s.tasks,
         s.seconds,
         match s.mode {
@@ -245,8 +292,18 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
     }
     for o in &s.experiments {
         match o {
-            Outcome::Failed { input, reason } => {
-                outln!("  FAILED {}: {reason}", input.display())
+            Outcome::Written { input, output, .. } | Outcome::Skipped { input, output, .. }
+                if super::output::verbosity() == super::output::Verbosity::Verbose =>
+            {
+                let what = if matches!(o, Outcome::Written { .. }) {
+                    "written"
+                } else {
+                    "skipped (up to date)"
+                };
+                outln!("  {what} {} → {}", input.display(), output.display());
+                if let Outcome::Written { errors, .. } = o {
+                    step_failures(input, errors);
+                }
             }
             Outcome::Skipped {
                 input,
@@ -258,37 +315,40 @@ pub fn summary(s: &Summary, out: &Path, json: bool) -> Result<()> {
                 input.display(),
                 output.display()
             ),
-            Outcome::Written { input, errors, .. } if !errors.is_empty() => {
-                for e in errors.iter().take(3) {
-                    let at = e
-                        .step
-                        .map_or("all steps".to_string(), |s| format!("step {s}"));
-                    // A step without a result says so in its message ("no fit: …");
-                    // a failure is prefixed with its kind.
-                    let kind = match e.kind {
-                        FailureKind::NoResult => String::new(),
-                        k => format!("{}: ", k.as_str().replace('_', " ")),
-                    };
-                    outln!(
-                        "  {}: feature '{}', {at}: {kind}{}",
-                        input.display(),
-                        e.feature,
-                        e.message
-                    );
-                }
-                if errors.len() > 3 {
-                    outln!(
-                        "  {}: … and {} more steps without a value",
-                        input.display(),
-                        errors.len() - 3
-                    );
-                }
-            }
+            Outcome::Written { input, errors, .. } => step_failures(input, errors),
             _ => {}
         }
     }
     outln!("outputs in {}", out.display());
     Ok(())
+}
+
+/// The first three failed steps of a written experiment, and how many more there are.
+fn step_failures(input: &Path, errors: &[crate::sink::StepError]) {
+    for e in errors.iter().take(3) {
+        let at = e
+            .step
+            .map_or("all steps".to_string(), |s| format!("step {s}"));
+        // A step without a result says so in its message ("no fit: …");
+        // a failure is prefixed with its kind.
+        let kind = match e.kind {
+            FailureKind::NoResult => String::new(),
+            k => format!("{}: ", k.as_str().replace('_', " ")),
+        };
+        outln!(
+            "  {}: feature '{}', {at}: {kind}{}",
+            input.display(),
+            e.feature,
+            e.message
+        );
+    }
+    if errors.len() > 3 {
+        outln!(
+            "  {}: … and {} more steps without a value",
+            input.display(),
+            errors.len() - 3
+        );
+    }
 }
 
 /// First and last value of a few columns of each written file.

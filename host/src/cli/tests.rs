@@ -174,3 +174,38 @@ fn submit_refuses_bad_run_options_before_submitting() {
         "{err}"
     );
 }
+
+#[test]
+fn default_workers_use_every_available_core_or_slurms_cpus() {
+    assert_eq!(workers_for(None, Some(2)), 2);
+    assert_eq!(workers_for(None, Some(1)), 1);
+    assert_eq!(workers_for(Some("8"), Some(2)), 8);
+    // An unset, empty, zero or garbled SLURM_CPUS_PER_TASK falls back to the cores.
+    assert_eq!(workers_for(Some(""), Some(4)), 4);
+    assert_eq!(workers_for(Some("0"), Some(4)), 4);
+    assert_eq!(workers_for(Some("2(x3)"), Some(4)), 4);
+    assert_eq!(workers_for(None, None), 1);
+}
+
+/// Every argument and subcommand of every (visible) command says what it is for.
+#[test]
+fn every_option_and_command_has_help_text() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_name() != "help" {
+                missing.push(path.clone());
+            }
+            walk(sub, &path, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&Cli::command(), "oect", &mut missing);
+    assert!(missing.is_empty(), "without help text: {missing:#?}");
+}

@@ -50,6 +50,7 @@ pub struct PlotArgs {
     /// DIR/experiments/<experiment>-{transfer,transient}.<ext>.
     #[arg(short, long, value_name = "DIR")]
     out: PathBuf,
+    /// Image format of the figures.
     #[arg(long, value_enum, default_value_t = Format::Png)]
     format: Format,
 }
@@ -80,10 +81,10 @@ pub fn report(args: &ReportArgs) -> Result<u8> {
 /// Prints notes and problems; the exit status says whether everything asked for was made.
 fn finish(made: &Made) -> u8 {
     for n in &made.notes {
-        errln!("note: {n}");
+        noteln!("note: {n}");
     }
     for p in &made.problems {
-        errln!("error: {p}");
+        error!("{p}");
     }
     match (made.written.is_empty(), made.problems.is_empty()) {
         (_, true) => OK,

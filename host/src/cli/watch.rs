@@ -58,7 +58,7 @@ pub(super) struct WatchArgs {
     /// Rescan the folders every interval instead of using the OS's file-change notifications.
     #[arg(long)]
     poll: bool,
-    /// Worker threads [default: cores - 1].
+    /// Worker threads [default: the cores available, or SLURM_CPUS_PER_TASK when set].
     #[arg(short = 'j', long)]
     workers: Option<usize>,
 }
@@ -241,7 +241,7 @@ pub(super) fn watch(plugin_dirs: &[PathBuf], args: &WatchArgs) -> Result<u8> {
         match set_up {
             Ok(n) => Some(n),
             Err(e) => {
-                errln!("warning: no file-change notifications ({e}); rescanning every interval");
+                warning!("no file-change notifications ({e}); rescanning every interval");
                 None
             }
         }
@@ -314,7 +314,7 @@ impl Watcher {
                     }
                     Ok(None) => continue, // not readable yet
                     Err(e) => {
-                        errln!("FAILED {}: {e}", folder.display());
+                        failed!("{}: {e}", folder.display());
                         self.failed.insert(folder, e);
                         continue;
                     }
@@ -328,7 +328,7 @@ impl Watcher {
                 update(&self.inc, &self.h5_dir, watched)
             });
             if let Err(e) = result {
-                errln!("FAILED {}: {e}", folder.display());
+                failed!("{}: {e}", folder.display());
                 self.failed.insert(folder.clone(), e);
                 self.exports.remove(&folder);
             }
@@ -558,7 +558,7 @@ fn report(folder: &Path, outcome: &Outcome, what: &str) {
                 output.display()
             );
         }
-        Outcome::Failed { reason, .. } => errln!("FAILED {}: {reason}", folder.display()),
+        Outcome::Failed { reason, .. } => failed!("{}: {reason}", folder.display()),
         _ => {}
     }
 }
@@ -702,7 +702,7 @@ fn update(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
         return Ok(());
     };
     for warning in &progress.warnings {
-        errln!("warning: {}: {warning}", w.follower.folder.display());
+        warning!("{}: {warning}", w.follower.folder.display());
     }
     let id = w.id();
     w.workflow = progress
@@ -774,7 +774,7 @@ fn finish(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
             output, warnings, ..
         }) => {
             for warning in warnings {
-                errln!("warning: {}: {warning}", folder.display());
+                warning!("{}: {warning}", folder.display());
             }
             output
         }
@@ -813,8 +813,7 @@ fn finish(inc: &Incremental, h5_dir: &Path, w: &mut Watched) -> Result<(), Strin
         }
     };
     if !(matches(Source::Transfer) && matches(Source::Transient)) {
-        errln!(
-            "warning: {}: the steps followed differ from the final file's; computing the table from the file",
+        warning!("{}: the steps followed differ from the final file's; computing the table from the file",
             folder.display()
         );
         w.columns = inc.empty_columns();

@@ -55,10 +55,30 @@ pub struct FeatureConfig {
     pub features: Vec<FeatureSpec>,
 }
 
-/// A config problem, naming the config and, where known, the feature and key.
+/// A config problem, naming the config and, where known, the feature and key. A config
+/// with several problems has one line per problem, so that all of them are fixed in one
+/// go (`oect check`, `oect run`).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(Vec<String>);
+
+impl ConfigError {
+    /// One problem.
+    pub fn new(problem: impl Into<String>) -> ConfigError {
+        ConfigError(vec![problem.into()])
+    }
+
+    /// Several problems, each reported on its own (a problem may span lines, e.g. an
+    /// expression with a caret under the error).
+    pub fn many(problems: impl IntoIterator<Item = String>) -> ConfigError {
+        ConfigError(problems.into_iter().collect())
+    }
+
+    /// The problems, in the order found.
+    pub fn problems(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
 
 const BUILTIN: &[(&str, &str, &str)] = &[
     (
@@ -108,16 +128,29 @@ pub fn builtin_text(name: &str) -> Option<&'static str> {
     BUILTIN.iter().find(|(n, _, _)| *n == name).map(|b| b.2)
 }
 
-/// Loads a config by built-in name or by path (`.yaml`, `.yml` or `.json`).
+/// Loads a config by built-in name, by path (`.yaml`, `.yml` or `.json`), or by a bare
+/// name that is a file of the current folder with one of those extensions (`-c features`
+/// finds `./features.yaml`). Every command's `-c` goes through here, so all accept the same.
 pub fn load(name_or_path: &str) -> Result<FeatureConfig, ConfigError> {
     if let Some(text) = builtin_text(name_or_path) {
         return parse(name_or_path, &format!("builtin:{name_or_path}"), text);
     }
-    let path = PathBuf::from(name_or_path);
+    let mut path = PathBuf::from(name_or_path);
+    let bare = path.extension().is_none() && path.components().count() == 1;
+    if !path.exists() && bare {
+        if let Some(found) = ["yaml", "yml", "json"]
+            .iter()
+            .map(|ext| path.with_extension(ext))
+            .find(|p| p.is_file())
+        {
+            path = found;
+        }
+    }
     if !path.exists() {
         let names: Vec<&str> = builtin().map(|b| b.0).collect();
-        return Err(ConfigError(format!(
-            "config '{name_or_path}' is neither a file nor a built-in config (built-in: {})",
+        return Err(ConfigError::new(format!(
+            "config '{name_or_path}' is neither a file nor a built-in config{} (built-in: {})",
+            crate::suggest::hint(name_or_path, names.iter().copied()),
             names.join(", ")
         )));
     }
@@ -128,12 +161,12 @@ fn load_path(path: &Path) -> Result<FeatureConfig, ConfigError> {
     let shown = path.display();
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !matches!(ext, "yaml" | "yml" | "json") {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::new(format!(
             "{shown}: unsupported config format '.{ext}' (use .yaml, .yml or .json)"
         )));
     }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
+        .map_err(|e| ConfigError::new(format!("{shown}: cannot read: {e}")))?;
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -142,45 +175,54 @@ fn load_path(path: &Path) -> Result<FeatureConfig, ConfigError> {
     let mut config = parse(&name, &shown.to_string(), &text)?;
     let canonical = path
         .canonicalize()
-        .map_err(|e| ConfigError(format!("{shown}: cannot resolve the path: {e}")))?;
+        .map_err(|e| ConfigError::new(format!("{shown}: cannot resolve the path: {e}")))?;
     config.identity = canonical.display().to_string();
     Ok(config)
 }
 
-/// Parses and validates config text (YAML; JSON is valid YAML).
+/// Parses and validates config text (YAML; JSON is valid YAML). Every problem found is
+/// reported, one per line of the error (see [`ConfigError::many`]), not only the first.
 pub fn parse(name: &str, origin: &str, text: &str) -> Result<FeatureConfig, ConfigError> {
-    let err = |m: String| ConfigError(format!("{origin}: {m}"));
-    let root: Yaml = serde_norway::from_str(text).map_err(|e| err(format!("invalid YAML: {e}")))?;
+    let at = |m: String| format!("{origin}: {m}");
+    let root: Yaml = serde_norway::from_str(text)
+        .map_err(|e| ConfigError::new(at(format!("invalid YAML: {e}"))))?;
     let Yaml::Mapping(root) = root else {
-        return Err(err(
-            "the config must be a mapping with a `features` key".into()
-        ));
+        return Err(ConfigError::new(at(
+            "the config must be a mapping with a `features` key".into(),
+        )));
     };
     let get = |k: &str| root.get(Yaml::String(k.to_string()));
+    let mut errors: Vec<String> = Vec::new();
+    let mut keep = |r: Result<(), String>| {
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    };
 
-    check_literal(
+    keep(check_literal(
         get("data_type"),
         "data_type",
         &["transfer", "transient", "both"],
-    )
-    .map_err(err)?;
+    ));
     if let Some(ds) = get("data_source") {
-        check_keys(ds, "data_source", &["experiment_type", "load_mode"]).map_err(err)?;
-        check_literal(
+        keep(check_keys(
+            ds,
+            "data_source",
+            &["experiment_type", "load_mode"],
+        ));
+        keep(check_literal(
             ds.get("experiment_type"),
             "data_source.experiment_type",
             &["transfer", "transient", "both"],
-        )
-        .map_err(err)?;
-        check_literal(
+        ));
+        keep(check_literal(
             ds.get("load_mode"),
             "data_source.load_mode",
             &["batch", "step_by_step"],
-        )
-        .map_err(err)?;
+        ));
     }
     if let Some(v) = get("versioning") {
-        check_keys(
+        keep(check_keys(
             v,
             "versioning",
             &[
@@ -189,62 +231,86 @@ pub fn parse(name: &str, origin: &str, text: &str) -> Result<FeatureConfig, Conf
                 "selected_features",
                 "version_name",
             ],
-        )
-        .map_err(err)?;
+        ));
     }
     if let Some(Yaml::Mapping(adv)) = get("advanced") {
         if let Some(c) = adv.get(Yaml::String("caching".into())) {
-            check_keys(
+            keep(check_keys(
                 c,
                 "advanced.caching",
                 &["enabled", "backend", "memory_size_mb", "disk_cache_dir"],
-            )
-            .map_err(err)?;
+            ));
         }
         if let Some(p) = adv.get(Yaml::String("parallel".into())) {
-            check_keys(p, "advanced.parallel", &["enabled", "n_workers", "backend"])
-                .map_err(err)?;
+            keep(check_keys(
+                p,
+                "advanced.parallel",
+                &["enabled", "n_workers", "backend"],
+            ));
         }
     }
     if let Some(pp) = get("postprocessing") {
-        let Yaml::Sequence(items) = pp else {
-            return Err(err("postprocessing must be a list".into()));
-        };
-        for (i, item) in items.iter().enumerate() {
-            check_keys(
-                item,
-                &format!("postprocessing[{i}]"),
-                &["type", "target", "params"],
-            )
-            .map_err(err)?;
+        match pp {
+            Yaml::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    keep(check_keys(
+                        item,
+                        &format!("postprocessing[{i}]"),
+                        &["type", "target", "params"],
+                    ));
+                }
+            }
+            _ => keep(Err("postprocessing must be a list".into())),
         }
     }
 
-    let features = match get("features") {
-        None => return Err(err("missing required key `features`".into())),
+    // (the item's name where it has one, what it parsed to)
+    let results: Vec<(Option<&str>, Parsed)> = match get("features") {
+        None => vec![(None, Err(vec!["missing required key `features`".into()]))],
         Some(Yaml::Sequence(items)) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| feature(item, None, i))
-            .collect::<Result<Vec<_>, String>>(),
+            .map(|(i, item)| {
+                let name = item.get("name").and_then(Yaml::as_str);
+                (name, feature(item, None, i))
+            })
+            .collect(),
         Some(Yaml::Mapping(map)) => map
             .iter()
             .enumerate()
             .map(|(i, (k, item))| match k {
-                Yaml::String(name) => feature(item, Some(name), i),
-                other => Err(format!("features: key {other:?} must be a string")),
+                Yaml::String(name) => (Some(name.as_str()), feature(item, Some(name), i)),
+                other => (
+                    None,
+                    Err(vec![format!("features: key {other:?} must be a string")]),
+                ),
             })
             .collect(),
-        Some(_) => Err("`features` must be a list or a mapping".into()),
+        Some(_) => vec![(
+            None,
+            Err(vec!["`features` must be a list or a mapping".into()]),
+        )],
+    };
+    if results.is_empty() {
+        keep(Err("`features` must not be empty".into()));
     }
-    .map_err(err)?;
-    if features.is_empty() {
-        return Err(err("`features` must not be empty".into()));
-    }
-    for (i, f) in features.iter().enumerate() {
-        if features[..i].iter().any(|g| g.name == f.name) {
-            return Err(err(format!("feature '{}' is defined twice", f.name)));
+    let mut features: Vec<FeatureSpec> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, r) in results {
+        if let Some(name) = name {
+            if seen.contains(&name) {
+                keep(Err(format!("feature '{name}' is defined twice")));
+                continue;
+            }
+            seen.push(name);
         }
+        match r {
+            Ok(f) => features.push(f),
+            Err(e) => e.into_iter().for_each(|problem| keep(Err(problem))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::many(errors.into_iter().map(at)));
     }
     Ok(FeatureConfig {
         name: name.to_string(),
@@ -254,6 +320,9 @@ pub fn parse(name: &str, origin: &str, text: &str) -> Result<FeatureConfig, Conf
         features,
     })
 }
+
+/// A feature item: its spec, or every problem found in it.
+type Parsed = Result<FeatureSpec, Vec<String>>;
 
 const FEATURE_KEYS: &[&str] = &[
     "name",
@@ -267,83 +336,96 @@ const FEATURE_KEYS: &[&str] = &[
     "components",
 ];
 
-fn feature(item: &Yaml, name_key: Option<&String>, index: usize) -> Result<FeatureSpec, String> {
+/// One feature item; every problem of it is reported, each naming the feature.
+fn feature(item: &Yaml, name_key: Option<&String>, index: usize) -> Parsed {
     let Yaml::Mapping(map) = item else {
-        return Err(format!("features[{index}] must be a mapping"));
+        return Err(vec![format!("features[{index}] must be a mapping")]);
     };
     let field = |k: &str| map.get(Yaml::String(k.to_string()));
     let name = match (name_key, field("name")) {
         (Some(n), None) => n.clone(),
         (Some(n), Some(Yaml::String(inner))) if inner == n => n.clone(),
-        (Some(n), Some(_)) => return Err(format!("feature '{n}': `name` differs from its key")),
+        (Some(n), Some(_)) => {
+            return Err(vec![format!("feature '{n}': `name` differs from its key")])
+        }
         (None, Some(Yaml::String(n))) if !n.is_empty() => n.clone(),
-        (None, _) => return Err(format!("features[{index}]: missing `name`")),
+        (None, _) => return Err(vec![format!("features[{index}]: missing `name`")]),
     };
-    let here = |m: &str| format!("feature '{name}': {m}");
+    let mut errors: Vec<String> = Vec::new();
     for key in map.keys() {
         match key {
             Yaml::String(k) if FEATURE_KEYS.contains(&k.as_str()) => {}
-            Yaml::String(k) => {
-                return Err(here(&format!(
-                    "unknown key `{k}` (allowed: {})",
-                    FEATURE_KEYS.join(", ")
-                )))
-            }
-            other => return Err(here(&format!("key {other:?} must be a string"))),
+            Yaml::String(k) => errors.push(format!(
+                "unknown key `{k}`{} (allowed: {})",
+                crate::suggest::hint(k, FEATURE_KEYS.iter().copied()),
+                FEATURE_KEYS.join(", ")
+            )),
+            other => errors.push(format!("key {other:?} must be a string")),
         }
     }
     let kind = match (field("extractor"), field("func")) {
-        (Some(Yaml::String(e)), None) => FeatureKind::Extractor(e.clone()),
-        (None, Some(Yaml::String(f))) => FeatureKind::Func(f.clone()),
-        (Some(_), Some(_)) => return Err(here("give either `extractor` or `func`, not both")),
-        (None, None) => return Err(here("one of `extractor` or `func` is required")),
-        _ => return Err(here("`extractor` / `func` must be a string")),
+        (Some(Yaml::String(e)), None) => Ok(FeatureKind::Extractor(e.clone())),
+        (None, Some(Yaml::String(f))) => Ok(FeatureKind::Func(f.clone())),
+        (Some(_), Some(_)) => Err("give either `extractor` or `func`, not both"),
+        (None, None) => Err("one of `extractor` or `func` is required"),
+        _ => Err("`extractor` / `func` must be a string"),
     };
     let inputs = match field("input") {
-        Some(Yaml::String(s)) => vec![s.clone()],
+        Some(Yaml::String(s)) => Ok(vec![s.clone()]),
         Some(Yaml::Sequence(items)) if !items.is_empty() => items
             .iter()
             .map(|v| match v {
                 Yaml::String(s) => Ok(s.clone()),
-                _ => Err(here("`input` entries must be strings")),
+                _ => Err("`input` entries must be strings"),
             })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(here("`input` must be a name or a non-empty list of names")),
-        None => return Err(here("missing required key `input`")),
+            .collect::<Result<_, _>>(),
+        Some(_) => Err("`input` must be a name or a non-empty list of names"),
+        None => Err("missing required key `input`"),
     };
     let params = match field("params") {
-        None | Some(Yaml::Null) => Json::Object(Default::default()),
-        Some(p @ Yaml::Mapping(_)) => {
-            serde_json::to_value(p).map_err(|e| here(&format!("`params`: {e}")))?
-        }
-        Some(_) => return Err(here("`params` must be a mapping")),
+        None | Some(Yaml::Null) => Ok(Json::Object(Default::default())),
+        Some(p @ Yaml::Mapping(_)) => serde_json::to_value(p).map_err(|e| format!("`params`: {e}")),
+        Some(_) => Err("`params` must be a mapping".to_string()),
     };
     let unit = match field("unit") {
-        None | Some(Yaml::Null) => None,
-        Some(Yaml::String(u)) => Some(u.clone()),
-        Some(_) => return Err(here("`unit` must be a string")),
+        None | Some(Yaml::Null) => Ok(None),
+        Some(Yaml::String(u)) => Ok(Some(u.clone())),
+        Some(_) => Err("`unit` must be a string"),
     };
     let components = match field("components") {
-        None | Some(Yaml::Null) => None,
-        Some(Yaml::Sequence(items)) if !items.is_empty() => Some(
-            items
-                .iter()
-                .map(|v| match v {
-                    Yaml::String(s) if !s.is_empty() => Ok(s.clone()),
-                    _ => Err(here("`components` entries must be non-empty strings")),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        Some(_) => return Err(here("`components` must be a non-empty list of names")),
+        None | Some(Yaml::Null) => Ok(None),
+        Some(Yaml::Sequence(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| match v {
+                Yaml::String(s) if !s.is_empty() => Ok(s.clone()),
+                _ => Err("`components` entries must be non-empty strings"),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err("`components` must be a non-empty list of names"),
     };
-    Ok(FeatureSpec {
-        name,
-        kind,
-        inputs,
-        params,
-        unit,
-        components,
-    })
+    let spec = match (kind, inputs, params, unit, components) {
+        (Ok(kind), Ok(inputs), Ok(params), Ok(unit), Ok(components)) if errors.is_empty() => {
+            return Ok(FeatureSpec {
+                name,
+                kind,
+                inputs,
+                params,
+                unit,
+                components,
+            })
+        }
+        spec => spec,
+    };
+    errors.extend(spec.0.err().map(String::from));
+    errors.extend(spec.1.err().map(String::from));
+    errors.extend(spec.2.err());
+    errors.extend(spec.3.err().map(String::from));
+    errors.extend(spec.4.err().map(String::from));
+    Err(errors
+        .into_iter()
+        .map(|m| format!("feature '{name}': {m}"))
+        .collect())
 }
 
 fn check_keys(value: &Yaml, what: &str, allowed: &[&str]) -> Result<(), String> {
@@ -354,7 +436,8 @@ fn check_keys(value: &Yaml, what: &str, allowed: &[&str]) -> Result<(), String> 
                 let k = k.as_str().unwrap_or("?");
                 if !allowed.contains(&k) {
                     return Err(format!(
-                        "{what}: unknown key `{k}` (allowed: {})",
+                        "{what}: unknown key `{k}`{} (allowed: {})",
+                        crate::suggest::hint(k, allowed.iter().copied()),
                         allowed.join(", ")
                     ));
                 }
@@ -370,8 +453,12 @@ fn check_literal(value: Option<&Yaml>, what: &str, allowed: &[&str]) -> Result<(
         None | Some(Yaml::Null) => Ok(()),
         Some(Yaml::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
         Some(v) => Err(format!(
-            "{what} must be one of {}, got {v:?}",
-            allowed.join(", ")
+            "{what} must be one of {}, got {v:?}{}",
+            allowed.join(", "),
+            v.as_str().map_or(String::new(), |s| crate::suggest::hint(
+                s,
+                allowed.iter().copied()
+            ))
         )),
     }
 }

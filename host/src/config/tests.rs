@@ -153,3 +153,27 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let e = parse("t", "t.yaml",
+        "data_type: voltage\nfeatures:\n  - {name: g, extractor: transfer.gm_max, parmas: {}}\n  - {name: h, func: 1, input: g, unit: [s]}\n  - {name: g, extractor: transfer.Von, input: transfer}\n",
+    )
+    .unwrap_err();
+    let problems: Vec<&str> = e.problems().collect();
+    assert_eq!(problems.len(), 6, "{e}");
+    assert!(problems.iter().all(|p| p.starts_with("t.yaml: ")), "{e}");
+    for want in [
+        "data_type must be one of",
+        "feature 'g': unknown key `parmas`",
+        "feature 'g': missing required key `input`",
+        "feature 'h': `extractor` / `func` must be a string",
+        "feature 'h': `unit` must be a string",
+        "feature 'g' is defined twice",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{want} not in\n{e}"
+        );
+    }
+}

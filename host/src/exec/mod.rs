@@ -137,8 +137,13 @@ pub enum Outcome {
     },
     /// Nothing written; `reason` says why.
     Failed { input: PathBuf, reason: String },
-    /// Excluded by `--chip-id` / `--device-id`.
-    Filtered { input: PathBuf },
+    /// Excluded by `--chip-id` / `--device-id`; its chip and device, so that a filter
+    /// matching nothing can say what there is.
+    Filtered {
+        input: PathBuf,
+        chip_id: String,
+        device_id: String,
+    },
     /// Not finished because the run was stopped (Ctrl-C); nothing was written.
     Interrupted { input: PathBuf },
 }
@@ -149,7 +154,7 @@ impl Outcome {
             Outcome::Written { input, .. }
             | Outcome::Skipped { input, .. }
             | Outcome::Failed { input, .. }
-            | Outcome::Filtered { input }
+            | Outcome::Filtered { input, .. }
             | Outcome::Interrupted { input } => input,
         }
     }
@@ -162,6 +167,9 @@ pub struct Summary {
     pub workers: usize,
     /// In input order; filtered-out files are left out.
     pub experiments: Vec<Outcome>,
+    /// (chip, device) of the files `--chip-id` / `--device-id` left out.
+    #[serde(skip)]
+    pub filtered: Vec<(String, String)>,
     /// Per-step extractor tasks run (feature × chunk of steps).
     pub tasks: usize,
     pub seconds: f64,
@@ -366,6 +374,8 @@ impl Ctx {
         {
             return Err(Box::new(Outcome::Filtered {
                 input: path.to_path_buf(),
+                chip_id: exp.chip_id.clone(),
+                device_id: exp.device_id.clone(),
             }));
         }
         let id = format!("{}-{}", exp.chip_id, exp.device_id);
@@ -596,6 +606,15 @@ pub fn run(
         .map(|(i, p)| (p.as_path(), i))
         .collect();
     outcomes.sort_by_key(|o| order.get(o.input()).copied().unwrap_or(usize::MAX));
+    let filtered = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Filtered {
+                chip_id, device_id, ..
+            } => Some((chip_id.clone(), device_id.clone())),
+            _ => None,
+        })
+        .collect();
     outcomes.retain(|o| !matches!(o, Outcome::Filtered { .. }));
     let outcomes_interrupted = outcomes
         .iter()
@@ -605,6 +624,7 @@ pub fn run(
         mode: opts.mode,
         workers: opts.workers,
         experiments: outcomes,
+        filtered,
         tasks: ctx.tasks.load(Ordering::Relaxed),
         seconds,
         time_split: ctx.time_split(),

@@ -100,18 +100,24 @@ impl Prober {
     }
 }
 
-/// What `oect inspect` shows of `path`; errors name the file.
-pub fn inspect(path: &Path) -> anyhow::Result<Overview> {
+/// Overviews of several files by one worker, one after the other; per file its overview
+/// or why not.
+pub fn inspect_all(paths: &[PathBuf]) -> anyhow::Result<Vec<Result<Overview, String>>> {
     let mut prober = Prober::new()?;
-    let path_buf = path.to_path_buf();
-    match prober.ask(path, |task| Request::Inspect {
-        task,
-        path: path_buf.clone(),
-    }) {
-        Ok(Reply::Inspected { overview, .. }) => Ok(overview),
-        Ok(_) => anyhow::bail!("{}: unexpected answer from the worker", path.display()),
-        Err(message) => anyhow::bail!("{}: {message}", path.display()),
-    }
+    Ok(paths
+        .iter()
+        .map(|path| {
+            let p = path.clone();
+            match prober.ask(path, |task| Request::Inspect {
+                task,
+                path: p.clone(),
+            }) {
+                Ok(Reply::Inspected { overview, .. }) => Ok(overview),
+                Ok(_) => Err("unexpected answer from the worker".into()),
+                Err(message) => Err(message),
+            }
+        })
+        .collect())
 }
 
 /// Opens every file (one worker, one after the other); per file its metadata or why not.

@@ -159,9 +159,10 @@ struct Supervisor<'a> {
 
 impl Supervisor<'_> {
     /// Step-level progress: the bar shows experiments, its message the steps.
-    fn steps_computed(&mut self, n: usize) {
+    fn steps_computed(&mut self, n: usize, input: usize) {
         self.steps_done += n;
-        self.progress.steps(self.steps_done, self.steps_total);
+        self.progress
+            .steps(self.steps_done, self.steps_total, &self.inputs[input]);
     }
 
     fn main_loop(&mut self) {
@@ -733,6 +734,7 @@ impl Supervisor<'_> {
             .collect();
         let missing = parts.iter().map(Vec::len).sum();
         self.steps_total += prep.table.steps.values().sum::<usize>();
+        self.steps_computed(0, input);
         // Known call casualties of this experiment and config.
         let mut isolated: HashMap<(Source, usize), Vec<Skip>> = HashMap::new();
         let mut retried = Vec::new();
@@ -858,7 +860,7 @@ impl Supervisor<'_> {
                 c.parts[node][r.index] = Some(part);
                 c.missing -= 1;
             }
-            self.steps_computed(r.end - r.start);
+            self.steps_computed(r.end - r.start, input);
             if let Some(p) = self.pool.procs[slot].as_mut() {
                 if p.computing == Some((task, range)) {
                     p.computing = None;
@@ -895,7 +897,7 @@ impl Supervisor<'_> {
                 c.missing -= 1;
             }
         }
-        self.steps_computed(full.len());
+        self.steps_computed(full.len(), input);
         // Retried known casualties of this chunk that did not fall again have recovered.
         let path = self.exps[&input].path.clone();
         let Some(State::Computing(c)) = self.exps.get_mut(&input).map(|e| &mut e.state) else {

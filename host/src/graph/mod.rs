@@ -175,7 +175,8 @@ impl FeatureGraph {
 
     /// Builds and validates the graph of `config` against the loaded plugins.
     pub fn build(config: &FeatureConfig, registry: &Registry) -> Result<FeatureGraph, ConfigError> {
-        let err = |m: String| ConfigError(format!("{}: {m}", config.origin));
+        let at = |m: String| format!("{}: {m}", config.origin);
+        let err = |m: String| ConfigError::new(at(m));
         let index: BTreeMap<&str, usize> = config
             .features
             .iter()
@@ -187,151 +188,205 @@ impl FeatureGraph {
             v.join(", ")
         };
 
+        // Every problem is collected, so that one `oect check` lists them all; a feature
+        // whose input is broken is skipped silently (its input's error says why).
+        // (feature index, problem), reported in config order
+        let mut errors: Vec<(usize, String)> = Vec::new();
+        let mut broken = vec![false; config.features.len()];
+
         // Resolve inputs by name.
         let mut inputs: Vec<Vec<Input>> = Vec::new();
-        for f in &config.features {
+        for (i, f) in config.features.iter().enumerate() {
             let mut resolved = Vec::new();
             for name in &f.inputs {
-                let input = if let Some(&i) = index.get(name.as_str()) {
-                    Input::Feature(i)
+                if let Some(&j) = index.get(name.as_str()) {
+                    resolved.push(Input::Feature(j));
                 } else if let Some(s) = Source::parse(name) {
-                    Input::Source(s)
+                    resolved.push(Input::Source(s));
                 } else {
-                    return Err(err(format!(
-                        "feature '{}': input '{name}' is neither a data source (transfer, transient) nor a feature of this config ({})",
+                    let known = config
+                        .features
+                        .iter()
+                        .map(|g| g.name.as_str())
+                        .chain(["transfer", "transient"]);
+                    errors.push((i, at(format!(
+                        "feature '{}': input '{name}' is neither a data source (transfer, transient) nor a feature of this config{} ({})",
                         f.name,
+                        crate::suggest::hint(name, known),
                         feature_names()
-                    )));
-                };
-                resolved.push(input);
+                    ))));
+                    broken[i] = true;
+                }
             }
             inputs.push(resolved);
         }
 
-        let order = topological_order(&inputs).map_err(|stuck| {
+        let (order, stuck) = topological_order(&inputs);
+        if !stuck.is_empty() {
             let names: Vec<&str> = stuck
                 .iter()
                 .map(|&i| config.features[i].name.as_str())
                 .collect();
-            err(format!(
-                "circular dependency between features: {}",
-                names.join(", ")
-            ))
-        })?;
+            errors.push((
+                stuck[0],
+                at(format!(
+                    "circular dependency between features: {}",
+                    names.join(", ")
+                )),
+            ));
+        }
 
         // Create operations in topological order, so input shapes and rows are known.
         let mut used: Vec<UsedPlugin> = Vec::new();
         let mut position = vec![usize::MAX; config.features.len()];
         let mut nodes: Vec<Node> = Vec::with_capacity(order.len());
         for &i in &order {
-            let spec = &config.features[i];
-            let here = |m: String| err(format!("feature '{}': {m}", spec.name));
-            let node_inputs: Vec<Input> = inputs[i]
+            let depends_on_broken = inputs[i]
                 .iter()
-                .map(|inp| match inp {
-                    Input::Feature(j) => Input::Feature(position[*j]),
-                    s => *s,
-                })
-                .collect();
-            let (op, rows, shape, unit) = match &spec.kind {
-                FeatureKind::Extractor(name) => {
-                    let doc = registry.extractor(name).ok_or_else(|| {
-                        let e = registry
+                .any(|inp| matches!(inp, Input::Feature(j) if position[*j] == usize::MAX));
+            if broken[i] || depends_on_broken {
+                broken[i] = true;
+                continue;
+            }
+            let node = (|| -> Result<Node, ConfigError> {
+                let spec = &config.features[i];
+                let here = |m: String| err(format!("feature '{}': {m}", spec.name));
+                let node_inputs: Vec<Input> = inputs[i]
+                    .iter()
+                    .map(|inp| match inp {
+                        Input::Feature(j) => Input::Feature(position[*j]),
+                        s => *s,
+                    })
+                    .collect();
+                let (op, rows, shape, unit) = match &spec.kind {
+                    FeatureKind::Extractor(name) => {
+                        let doc = registry.extractor(name).ok_or_else(|| {
+                            let e = registry
+                                .create(name, &spec.params)
+                                .err()
+                                .unwrap_or_default();
+                            let names: Vec<&str> =
+                                registry.extractors().map(|d| d.name.as_str()).collect();
+                            match crate::suggest::nearest(name, names.iter().copied()) {
+                                Some(near) => here(format!(
+                                    "unknown extractor '{name}'; did you mean '{near}'? (available: {})",
+                                    names.join(", ")
+                                )),
+                                None => here(e),
+                            }
+                        })?;
+                        check_params(doc, &spec.params).map_err(|e| {
+                            ConfigError::many(
+                                e.into_iter()
+                                    .map(|m| at(format!("feature '{}': {name}: {m}", spec.name))),
+                            )
+                        })?;
+                        let rows =
+                            extractor_rows(doc.input, &node_inputs, &nodes).map_err(&here)?;
+                        let extractor = registry
                             .create(name, &spec.params)
-                            .err()
-                            .unwrap_or_default();
-                        here(e)
-                    })?;
-                    let rows = extractor_rows(doc.input, &node_inputs, &nodes).map_err(&here)?;
-                    let extractor = registry
-                        .create(name, &spec.params)
-                        .map_err(|e| here(format!("{name}: {e}")))?;
-                    let plugin = registry.plugin_of(name).expect("extractor has a plugin");
-                    if !used.iter().any(|p: &UsedPlugin| p.name == plugin.name) {
-                        let library_sha256 = crate::plugins::library_sha256(&plugin.path)
                             .map_err(|e| here(format!("{name}: {e}")))?;
-                        used.push(UsedPlugin {
-                            name: plugin.name.clone(),
-                            version: plugin.version.clone(),
-                            api_version: plugin.api_version.clone(),
-                            library_sha256,
-                            extractors: Vec::new(),
-                        });
+                        let plugin = registry.plugin_of(name).expect("extractor has a plugin");
+                        if !used.iter().any(|p: &UsedPlugin| p.name == plugin.name) {
+                            let library_sha256 = crate::plugins::library_sha256(&plugin.path)
+                                .map_err(|e| here(format!("{name}: {e}")))?;
+                            used.push(UsedPlugin {
+                                name: plugin.name.clone(),
+                                version: plugin.version.clone(),
+                                api_version: plugin.api_version.clone(),
+                                library_sha256,
+                                extractors: Vec::new(),
+                            });
+                        }
+                        let entry = used.iter_mut().find(|p| p.name == plugin.name);
+                        let entry = entry.expect("pushed above");
+                        if !entry.extractors.contains(name) {
+                            entry.extractors.push(name.clone());
+                        }
+                        let unit = Some(doc.unit.clone()).filter(|u| !u.is_empty());
+                        let shape = extractor.shape.clone();
+                        (Op::Extract(extractor), Rows::Source(rows), shape, unit)
                     }
-                    let entry = used.iter_mut().find(|p| p.name == plugin.name);
-                    let entry = entry.expect("pushed above");
-                    if !entry.extractors.contains(name) {
-                        entry.extractors.push(name.clone());
+                    FeatureKind::Func(src) => {
+                        if node_inputs
+                            .iter()
+                            .any(|inp| matches!(inp, Input::Source(_)))
+                        {
+                            return Err(here(
+                                "a func feature takes other features as input, not a data source"
+                                    .into(),
+                            ));
+                        }
+                        let params = numeric_params(&spec.params).map_err(&here)?;
+                        let param_refs: Vec<(&str, f64)> =
+                            params.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                        let input_names: Vec<&str> =
+                            spec.inputs.iter().map(String::as_str).collect();
+                        let expr = Expr::compile(src, &input_names, &param_refs)
+                            .map_err(|e| here(format!("invalid func: {e}")))?;
+                        let input_nodes: Vec<&Node> = node_inputs
+                            .iter()
+                            .filter_map(|inp| match inp {
+                                Input::Feature(j) => Some(&nodes[*j]),
+                                Input::Source(_) => None,
+                            })
+                            .collect();
+                        let input_shapes: Vec<Vec<Extent>> =
+                            input_nodes.iter().map(|n| extents(&n.shape)).collect();
+                        let result = expr
+                            .per_step_shape(&input_shapes)
+                            .map_err(|e| here(format!("func: {e}")))?;
+                        let declared: Vec<&[Dim]> =
+                            input_nodes.iter().map(|n| n.shape.as_slice()).collect();
+                        let first = input_nodes.first().map(|n| n.rows);
+                        let rows = if input_nodes.iter().all(|n| Some(n.rows) == first) {
+                            first.unwrap_or(Rows::Aligned)
+                        } else {
+                            Rows::Aligned
+                        };
+                        (Op::Func(expr), rows, dims(&result, &declared), None)
                     }
-                    let unit = Some(doc.unit.clone()).filter(|u| !u.is_empty());
-                    let shape = extractor.shape.clone();
-                    (Op::Extract(extractor), Rows::Source(rows), shape, unit)
+                };
+                if let Some(c) = &spec.components {
+                    match shape.last() {
+                        Some(Dim::Fixed(k)) if *k as usize == c.len() => {}
+                        _ => {
+                            return Err(here(format!(
+                                "`components` names {} members, but the last axis of its per-step shape {} does not have that fixed length",
+                                c.len(),
+                                describe(&shape)
+                            )))
+                        }
+                    }
                 }
-                FeatureKind::Func(src) => {
-                    if node_inputs
-                        .iter()
-                        .any(|inp| matches!(inp, Input::Source(_)))
-                    {
-                        return Err(here(
-                            "a func feature takes other features as input, not a data source"
-                                .into(),
-                        ));
-                    }
-                    let params = numeric_params(&spec.params).map_err(&here)?;
-                    let param_refs: Vec<(&str, f64)> =
-                        params.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-                    let input_names: Vec<&str> = spec.inputs.iter().map(String::as_str).collect();
-                    let expr = Expr::compile(src, &input_names, &param_refs)
-                        .map_err(|e| here(format!("invalid func: {e}")))?;
-                    let input_nodes: Vec<&Node> = node_inputs
-                        .iter()
-                        .filter_map(|inp| match inp {
-                            Input::Feature(j) => Some(&nodes[*j]),
-                            Input::Source(_) => None,
-                        })
-                        .collect();
-                    let input_shapes: Vec<Vec<Extent>> =
-                        input_nodes.iter().map(|n| extents(&n.shape)).collect();
-                    let result = expr
-                        .per_step_shape(&input_shapes)
-                        .map_err(|e| here(format!("func: {e}")))?;
-                    let declared: Vec<&[Dim]> =
-                        input_nodes.iter().map(|n| n.shape.as_slice()).collect();
-                    let first = input_nodes.first().map(|n| n.rows);
-                    let rows = if input_nodes.iter().all(|n| Some(n.rows) == first) {
-                        first.unwrap_or(Rows::Aligned)
-                    } else {
-                        Rows::Aligned
-                    };
-                    (Op::Func(expr), rows, dims(&result, &declared), None)
+                let definition = match &spec.kind {
+                    FeatureKind::Extractor(n) | FeatureKind::Func(n) => n.clone(),
+                };
+                Ok(Node {
+                    name: spec.name.clone(),
+                    inputs: node_inputs,
+                    op,
+                    rows,
+                    shape,
+                    unit: spec.unit.clone().or(unit),
+                    components: spec.components.clone(),
+                    definition,
+                })
+            })();
+            match node {
+                Ok(node) => {
+                    position[i] = nodes.len();
+                    nodes.push(node);
                 }
-            };
-            if let Some(c) = &spec.components {
-                match shape.last() {
-                    Some(Dim::Fixed(k)) if *k as usize == c.len() => {}
-                    _ => {
-                        return Err(here(format!(
-                            "`components` names {} members, but the last axis of its per-step shape {} does not have that fixed length",
-                            c.len(),
-                            describe(&shape)
-                        )))
-                    }
+                Err(e) => {
+                    errors.extend(e.problems().map(|p| (i, p.to_string())));
+                    broken[i] = true;
                 }
             }
-            let definition = match &spec.kind {
-                FeatureKind::Extractor(n) | FeatureKind::Func(n) => n.clone(),
-            };
-            position[i] = nodes.len();
-            nodes.push(Node {
-                name: spec.name.clone(),
-                inputs: node_inputs,
-                op,
-                rows,
-                shape,
-                unit: spec.unit.clone().or(unit),
-                components: spec.components.clone(),
-                definition,
-            });
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|(i, _)| *i);
+            return Err(ConfigError::many(errors.into_iter().map(|(_, e)| e)));
         }
 
         let libraries = registry
@@ -362,8 +417,9 @@ impl FeatureGraph {
     }
 }
 
-/// Kahn's algorithm, FIFO in config order; on a cycle, returns the nodes left over.
-fn topological_order(inputs: &[Vec<Input>]) -> Result<Vec<usize>, Vec<usize>> {
+/// Kahn's algorithm, FIFO in config order: the order, and the nodes left over on a cycle
+/// (those on it and those that depend on it).
+fn topological_order(inputs: &[Vec<Input>]) -> (Vec<usize>, Vec<usize>) {
     let n = inputs.len();
     let mut indegree: Vec<usize> = inputs
         .iter()
@@ -389,11 +445,8 @@ fn topological_order(inputs: &[Vec<Input>]) -> Result<Vec<usize>, Vec<usize>> {
             }
         }
     }
-    if order.len() == n {
-        Ok(order)
-    } else {
-        Err((0..n).filter(|i| !order.contains(i)).collect())
-    }
+    let stuck = (0..n).filter(|i| !order.contains(i)).collect();
+    (order, stuck)
 }
 
 /// The rows of an extractor node, checking that its inputs fit its input kind.
@@ -426,6 +479,52 @@ fn extractor_rows(kind: InputKind, inputs: &[Input], nodes: &[Node]) -> Result<S
             }
             rows.ok_or_else(|| "no input features given".to_string())
         }
+    }
+}
+
+/// The host's own check of an extractor's parameters against its declaration, before the
+/// plugin's: every unknown name and every choice outside its list, each with the nearest
+/// valid one. Types and limits are left to the plugin, whose messages say them best.
+fn check_params(
+    doc: &crate::plugins::ExtractorDoc,
+    params: &serde_json::Value,
+) -> Result<(), Vec<String>> {
+    let Some(given) = params.as_object() else {
+        return Ok(());
+    };
+    let names: Vec<&str> = doc.params.iter().map(|p| p.name.as_str()).collect();
+    let mut problems = Vec::new();
+    for (key, value) in given {
+        let Some(param) = doc.params.iter().find(|p| p.name == *key) else {
+            let accepted = if names.is_empty() {
+                "this extractor takes none".to_string()
+            } else {
+                format!("accepted: {}", names.join(", "))
+            };
+            problems.push(format!(
+                "unknown parameter '{key}'{} ({accepted})",
+                crate::suggest::hint(key, names.iter().copied())
+            ));
+            continue;
+        };
+        // `one of: forward, reverse, both`
+        let (Some(choices), Some(value)) = (param.kind.strip_prefix("one of: "), value.as_str())
+        else {
+            continue;
+        };
+        let choices: Vec<&str> = choices.split(", ").collect();
+        if !choices.contains(&value) {
+            problems.push(format!(
+                "parameter '{key}': '{value}' is not one of {}{}",
+                choices.join(", "),
+                crate::suggest::hint(value, choices.iter().copied())
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
     }
 }
 

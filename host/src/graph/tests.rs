@@ -26,7 +26,7 @@ fn kahn_order_is_fifo_in_config_order() {
         vec![f(1)],       // d <- a
         vec![f(1), f(4)], // e <- a, d
     ];
-    assert_eq!(topological_order(&inputs).unwrap(), vec![1, 2, 3, 4, 5, 0]);
+    assert_eq!(topological_order(&inputs), (vec![1, 2, 3, 4, 5, 0], vec![]));
 }
 
 #[test]
@@ -74,4 +74,26 @@ fn func_features_cannot_read_data_sources() {
         e.contains("feature 'r'") && e.contains("not a data source"),
         "{e}"
     );
+}
+
+#[test]
+fn every_broken_feature_is_reported_but_not_what_depends_on_it() {
+    let e = build(
+        "features:\n  - {name: g, extractor: transfer.gm_maxx, input: transfer}\n  - {name: r, func: 'lambda x: x', input: gm_max_fwd}\n  - {name: s, func: 'lambda x: x', input: transfer}\n  - {name: t, func: 'lambda x: x * 2', input: g}\n  - {name: a, func: 'lambda x: x', input: b}\n  - {name: b, func: 'lambda x: x', input: a}\n",
+    )
+    .err()
+    .unwrap();
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 4, "{e}");
+    assert!(lines.iter().all(|l| l.starts_with("t.yaml: ")), "{e}");
+    for want in [
+        "feature 'g': unknown extractor 'transfer.gm_maxx'",
+        "feature 'r': input 'gm_max_fwd' is neither",
+        "feature 's': a func feature takes other features",
+        "circular dependency between features: a, b",
+    ] {
+        assert!(lines.iter().any(|l| l.contains(want)), "{want} not in\n{e}");
+    }
+    // t only fails because g does: g's error says so, t adds nothing.
+    assert!(!e.contains("feature 't'"), "{e}");
 }

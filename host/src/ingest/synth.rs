@@ -149,25 +149,32 @@ enum Output {
 
 /// Writes `spec.n_experiments` HDF5 files (and their truth sidecars) into `out_dir`.
 pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<Vec<Generated>, ExportError> {
-    generate_as(spec, out_dir, Output::Hdf5)
+    generate_reporting(spec, out_dir, false, &mut |_| {})
 }
 
-/// Writes `spec.n_experiments` instrument export folders (and truth sidecars beside them)
-/// into `out_dir`: the same experiments, seed for seed, as [`generate`] writes as HDF5.
-pub fn generate_exports(spec: &SynthSpec, out_dir: &Path) -> Result<Vec<Generated>, ExportError> {
-    generate_as(spec, out_dir, Output::Export)
-}
-
-fn generate_as(
+/// [`generate`], or with `raw_export` the instrument's export folders (and truth sidecars
+/// beside them) of the same experiments, seed for seed; `each` is called as every
+/// experiment is written, so that a long generation can show its progress.
+pub fn generate_reporting(
     spec: &SynthSpec,
     out_dir: &Path,
-    output: Output,
+    raw_export: bool,
+    each: &mut dyn FnMut(&Generated),
 ) -> Result<Vec<Generated>, ExportError> {
+    let output = if raw_export {
+        Output::Export
+    } else {
+        Output::Hdf5
+    };
     let design = Design::new(spec).map_err(|m| ExportError::new(out_dir, m))?;
     fs::create_dir_all(out_dir)
         .map_err(|e| ExportError::new(out_dir, format!("cannot create directory: {e}")))?;
     (0..spec.n_experiments)
-        .map(|k| write_experiment(&design, k, out_dir, output))
+        .map(|k| {
+            let written = write_experiment(&design, k, out_dir, output)?;
+            each(&written);
+            Ok(written)
+        })
         .collect()
 }
 

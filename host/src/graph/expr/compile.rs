@@ -272,7 +272,8 @@ impl<'a> Scope<'a> {
             None => {
                 let names: Vec<&str> = self.args.iter().map(|(a, _)| *a).collect();
                 format!(
-                    "unknown name `{n}`; the lambda's arguments are: {}",
+                    "unknown name `{n}`{}; the lambda's arguments are: {}",
+                    crate::suggest::hint(n, names.iter().copied()),
                     names.join(", ")
                 )
             }
@@ -474,7 +475,8 @@ impl<'a> Scope<'a> {
             None => Err(self.error(
                 *key_pos,
                 format!(
-                    "unknown input '{key}'; the feature's inputs are: {}",
+                    "unknown input '{key}'{}; the feature's inputs are: {}",
+                    crate::suggest::hint(key, self.inputs.iter().copied()),
                     self.inputs.join(", ")
                 ),
             )),
