@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use oect_e2e::{attrs, generate, oect_bin, parquet_files, read_table, scratch, show};
+use oect_e2e::{attrs, float_column, generate, oect_bin, parquet_files, read_table, scratch, show};
 
 /// The interpreter with numpy, or `None` (and SKIPPED printed) where there is none outside CI.
 fn python() -> Option<String> {
@@ -78,8 +78,22 @@ fn run_tagged(
         .expect("run oect")
 }
 
-/// Processes whose environment holds `OECT_TEST_TAG=tag`.
+/// Processes whose environment holds `OECT_TEST_TAG=tag`, once those that are ending are
+/// gone.
 fn tagged_processes(tag: &str) -> Vec<u32> {
+    // A child killed with its parent (PR_SET_PDEATHSIG) is signalled as the parent exits,
+    // and can still be listed for a moment after; give it up to 10 s to be gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pids = tagged_now(tag);
+        if pids.is_empty() || std::time::Instant::now() > deadline {
+            return pids;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn tagged_now(tag: &str) -> Vec<u32> {
     let needle = format!("OECT_TEST_TAG={tag}");
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -199,6 +213,81 @@ fn python_extractors_give_the_builtins_values_in_every_mode_and_worker_count() {
                 None => first = Some(got),
                 Some(f) => assert_eq!(&got, f, "{context}: the tables differ"),
             }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A class as the predecessor wrote them: no `params` declaration, `params.get` with a
+/// default, and the predecessor's import line.
+const UNDECLARED: &str = r#"import numpy as np
+from infra.features_v2.extractors.base import BaseExtractor, register
+
+
+@register("transfer.scaled_max")
+class ScaledMax(BaseExtractor):
+    """max |Id| times a factor"""
+
+    def extract_single_step(self, step_data, params):
+        return float(np.max(np.abs(step_data["Id"]))) * params.get("factor", 1.0)
+
+    @property
+    def output_shape(self):
+        return ()
+"#;
+
+#[test]
+fn a_class_that_declares_no_params_gets_the_configs_params() {
+    let Some(python) = python() else { return };
+    let dir = scratch("pyplug-undeclared");
+    let data = data(&dir);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("scaled.py"), UNDECLARED).unwrap();
+    let config = dir.join("scaled.yaml");
+    std::fs::write(
+        &config,
+        "features:
+  - {name: scaled, extractor: transfer.scaled_max, input: transfer, params: {factor: 2.5}}
+  - {name: plain, extractor: transfer.scaled_max, input: transfer}
+  - {name: absi, extractor: transfer.absI_max, input: transfer}
+",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = oect_py(
+        &python,
+        &[
+            "run",
+            data.to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let files = parquet_files(&out);
+    assert_eq!(files.len(), 3);
+    for f in &files {
+        let (scaled, plain) = (float_column(f, "scaled"), float_column(f, "plain"));
+        let absi = float_column(f, "absi");
+        assert!(!absi.is_empty() && absi.iter().all(|v| v.is_finite() && *v > 0.0));
+        // The built-in rounds through float32; the Python class does not.
+        let f32_close = |x: f64, y: f64| (x - y).abs() <= y.abs() * f64::from(f32::EPSILON);
+        for ((s, p), a) in scaled.iter().zip(&plain).zip(&absi) {
+            assert!(
+                f32_close(*p, *a),
+                "{}: without params {p} != {a}",
+                f.display()
+            );
+            assert!(
+                (s - 2.5 * p).abs() <= 1e-12 * p,
+                "{}: {s} != 2.5 x {p}",
+                f.display()
+            );
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -489,7 +489,7 @@ fn check_params(
     doc: &crate::plugins::ExtractorDoc,
     params: &serde_json::Value,
 ) -> Result<(), Vec<String>> {
-    let Some(given) = params.as_object() else {
+    let Some(given) = params.as_object().filter(|_| !doc.any_params) else {
         return Ok(());
     };
     let names: Vec<&str> = doc.params.iter().map(|p| p.name.as_str()).collect();

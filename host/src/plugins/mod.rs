@@ -113,6 +113,10 @@ pub struct ExtractorDoc {
     pub shape: Option<String>,
     /// Name of the plugin that provides it.
     pub plugin: String,
+    /// It declares no parameters and takes any (a Python class without `params`, as the
+    /// predecessor's were): the host does not check the names a config gives it.
+    #[serde(skip)]
+    pub any_params: bool,
 }
 
 impl ExtractorDoc {
@@ -160,6 +164,7 @@ impl ExtractorDoc {
             channels,
             shape: None,
             plugin: plugin.to_string(),
+            any_params: false,
         })
     }
 
@@ -426,7 +431,7 @@ impl Registry {
             path: path.to_path_buf(),
             extractors: Vec::new(),
         };
-        self.add(doc, Module::Native(module), infos, shapes);
+        self.add(doc, Module::Native(module), infos, shapes, Vec::new());
     }
 
     /// Loads a Python plugin file (its name is the file's stem).
@@ -448,7 +453,8 @@ impl Registry {
             extractors: Vec::new(),
         };
         let shapes = plugin.shapes.into_iter().map(Some).collect();
-        self.add(doc, Module::Python, plugin.extractors, shapes);
+        let any = plugin.any_params;
+        self.add(doc, Module::Python, plugin.extractors, shapes, any);
     }
 
     /// Registers a loaded plugin's extractors (those whose names are not taken).
@@ -458,12 +464,14 @@ impl Registry {
         module: Module,
         infos: Vec<ExtractorInfo>,
         shapes: Vec<Option<Vec<Dim>>>,
+        any_params: Vec<bool>,
     ) {
         let path = doc.path.clone();
         let name = doc.name.clone();
         let index = self.plugins.len();
         let mut names = Vec::new();
-        for (ex, shape) in infos.into_iter().zip(shapes) {
+        let any_params = any_params.into_iter().chain(std::iter::repeat(false));
+        for ((ex, shape), any_params) in infos.into_iter().zip(shapes).zip(any_params) {
             let doc = match ExtractorDoc::new(&ex, &name) {
                 Ok(doc) => doc,
                 Err(why) => {
@@ -486,6 +494,7 @@ impl Registry {
             }
             let doc = ExtractorDoc {
                 shape: shape.map(|s| crate::graph::describe(&s)),
+                any_params,
                 ..doc
             };
             names.push(doc.name.clone());

@@ -63,6 +63,9 @@ pub struct PyPlugin {
     pub extractors: Vec<ExtractorInfo>,
     /// Per extractor: its declared per-step shape with the default parameters.
     pub shapes: Vec<Vec<Dim>>,
+    /// Per extractor: whether it declares no `params` and so takes any (the
+    /// predecessor's classes).
+    pub any_params: Vec<bool>,
     /// One line per registered class that cannot be used, and why.
     pub problems: Vec<String>,
 }
@@ -76,6 +79,7 @@ pub fn load(path: &Path) -> Result<PyPlugin, String> {
         version: reply["version"].as_str().unwrap_or("0.0.0").to_string(),
         extractors: Vec::new(),
         shapes: Vec::new(),
+        any_params: Vec::new(),
         problems: Vec::new(),
     };
     for p in reply["problems"].as_array().into_iter().flatten() {
@@ -88,6 +92,9 @@ pub fn load(path: &Path) -> Result<PyPlugin, String> {
     for e in reply["extractors"].as_array().into_iter().flatten() {
         let info = extractor_info(e).map_err(|why| format!("{shown}: skipped, {why}"))?;
         plugin.shapes.push(dims(&e["shape"]));
+        plugin
+            .any_params
+            .push(e["any_params"].as_bool().unwrap_or(false));
         plugin.extractors.push(info);
     }
     if plugin.extractors.is_empty() && plugin.problems.is_empty() {

@@ -277,6 +277,8 @@ def _describe(name, cls):
         "description": " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()),
         "unit": str(getattr(cls, "unit", "")),
         "params": params,
+        # a class without `params` takes any dict, as the predecessor's did
+        "any_params": _declared(cls) is None,
         "shape": _shape(inst),
         "single_step": _single_step(cls),
     }
