@@ -157,6 +157,11 @@ def test_a_second_run_skips_and_force_recomputes(data, tmp_path):
 def test_progress_events_reach_a_callback(data, tmp_path):
     events = []
     oect.run(data, "v2_quick_analysis", tmp_path, progress=events.append)
+    # `steps` events (steps computed so far, of those known) come between the others.
+    steps = [e for e in events if e["event"] == "steps"]
+    assert steps and all(0 <= e["done"] <= e["total"] for e in steps), steps
+    assert steps[-1]["done"] == steps[-1]["total"]
+    events = [e for e in events if e["event"] != "steps"]
     kinds = [e["event"] for e in events]
     assert kinds == ["start", "experiment", "experiment", "finish"]
     assert events[0]["experiments"] == 2
