@@ -226,3 +226,21 @@ pub fn attrs(path: &Path) -> serde_json::Value {
         .expect("PANDAS_ATTRS metadata");
     serde_json::from_str(&text).expect("JSON metadata")
 }
+
+/// Processes whose environment holds `OECT_TEST_TAG=tag`: what a run that set it left
+/// behind (its workers and their children inherit the variable).
+pub fn tagged_processes(tag: &str) -> Vec<u32> {
+    let needle = format!("OECT_TEST_TAG={tag}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
+            if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use oect_e2e::{attrs, float_columns, generate, library, oect_bin, parquet_files, scratch, show};
+use oect_e2e::{
+    attrs, float_columns, generate, library, oect_bin, parquet_files, scratch, show,
+    tagged_processes,
+};
 
 /// The experiment that misbehaves, and its step.
 const TARGET: &str = "#SYN0003-3";
@@ -45,23 +48,6 @@ fn oect_tagged(tag: &str, args: &[&str]) -> Output {
         .env("OECT_TEST_TAG", tag)
         .output()
         .expect("run oect")
-}
-
-/// Processes whose environment carries `tag` (workers a run left behind).
-fn tagged_processes(tag: &str) -> Vec<u32> {
-    let needle = format!("OECT_TEST_TAG={tag}");
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
-            if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
 }
 
 fn values(dir: &Path) -> BTreeMap<String, BTreeMap<String, Vec<f64>>> {

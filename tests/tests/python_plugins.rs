@@ -80,33 +80,17 @@ fn run_tagged(
 
 /// Processes whose environment holds `OECT_TEST_TAG=tag`, once those that are ending are
 /// gone.
-fn tagged_processes(tag: &str) -> Vec<u32> {
+fn left_behind(tag: &str) -> Vec<u32> {
     // A child killed with its parent (PR_SET_PDEATHSIG) is signalled as the parent exits,
     // and can still be listed for a moment after; give it up to 10 s to be gone.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let pids = tagged_now(tag);
+        let pids = oect_e2e::tagged_processes(tag);
         if pids.is_empty() || std::time::Instant::now() > deadline {
             return pids;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-}
-
-fn tagged_now(tag: &str) -> Vec<u32> {
-    let needle = format!("OECT_TEST_TAG={tag}");
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
-            if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
 }
 
 /// Experiment (`chip-device`) → column name → rendering of the column's values.
@@ -348,7 +332,7 @@ fn an_exception_a_wrong_shape_a_killed_python_process_and_a_hang_cost_their_step
             let o = run_tagged(&python, &tag, &data, &cfg(how), &out, &args);
             // The Python process of a worker ended for a hung step went with it.
             assert_eq!(
-                tagged_processes(&tag),
+                left_behind(&tag),
                 Vec::<u32>::new(),
                 "{context}: left behind"
             );
