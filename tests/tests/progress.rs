@@ -16,15 +16,27 @@ fn step_count(line: &str) -> Option<(u64, u64)> {
     Some((number(done)?, number(total)?))
 }
 
+/// Whether tmux runs here; outside CI its absence is a visible skip, under `.ci/run`
+/// (which installs it, `OECT_CI` set) a failure.
+fn has_tmux() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("OECT_CI").is_none(),
+        "tmux is not installed (.ci/run installs it)"
+    );
+    println!("SKIPPED: tmux is not installed");
+    false
+}
+
 fn tmux(args: &[&str]) -> std::process::Output {
     Command::new("tmux").args(args).output().expect("run tmux")
 }
 
 #[test]
 fn the_bar_moves_during_one_long_experiment() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        // .ci/run installs tmux, so there this cannot happen.
-        println!("SKIPPED: tmux is not installed");
+    if !has_tmux() {
         return;
     }
     let dir = scratch("progress-tmux");
@@ -119,8 +131,7 @@ fn the_bar_moves_during_one_long_experiment() {
 
 #[test]
 fn generate_shows_the_files_written_so_far() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        println!("SKIPPED: tmux is not installed");
+    if !has_tmux() {
         return;
     }
     let dir = scratch("progress-generate");
